@@ -1,0 +1,96 @@
+# gradserve - Makefile in Redis's manner: user CFLAGS come last, -MMD deps,
+# pkg-config for every library, SANITIZE=address,undefined for sanitizer builds.
+
+PKGS      := jansson libmicrohttpd openblas sleef
+STD       := -std=c11 -D_GNU_SOURCE
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+OPT       ?= -O2 -g
+# -fno-math-errno lets sqrt() compile to one instruction; no other fast-math.
+NUMERICS  := -fno-math-errno
+
+ifdef SANITIZE
+BUILD     ?= build/san
+SANFLAGS  := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT       := -O1 -g
+else
+BUILD     ?= build
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+FINAL_CFLAGS  = $(STD) $(WARN) $(OPT) $(NUMERICS) $(SANFLAGS) -Icore -Iapi -Iserver $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+FINAL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+FINAL_LIBS    = $(PKG_LIBS) -lpthread -lm $(LIBS)
+
+CORE_SRC   := $(wildcard core/*.c)
+API_SRC    := $(wildcard api/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+API_OBJ    := $(API_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+LIB        := $(BUILD)/libgradserve.a
+APILIB     := $(BUILD)/libgsapi.a
+SERVER     := $(BUILD)/gradserve
+DEPS_STAMP := build/.deps-ok
+
+.PHONY: all deps test unit run bench bench-core clean format
+all: $(LIB) $(if $(SERVER_SRC),$(SERVER))
+
+# On a fresh machine the first build installs the Debian packages it needs.
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): .ci/deps.sh
+	@mkdir -p $(dir $@)
+	@sh .ci/deps.sh
+	@touch $@
+
+# The one file built for AVX2+FMA; gs_vmath.c calls it only on CPUs that have both.
+$(BUILD)/core/gs_vmath_avx2.o: CFLAGS_ISA := -mavx2 -mfma
+ifeq ($(VMATH),baseline)
+FINAL_CFLAGS += -DGS_VM_BASELINE
+endif
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(CFLAGS_ISA) -c $< -o $@
+
+$(LIB): $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(APILIB): $(API_OBJ)
+	$(AR) rcs $@ $^
+
+$(SERVER): $(SERVER_OBJ) $(APILIB) $(LIB)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(if $(API_SRC),$(APILIB)) $(LIB)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(FINAL_LIBS)
+
+# Every unit suite, then the HTTP tests against a server started here.
+unit: $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; CK_DEFAULT_TIMEOUT=120 $$t; done
+
+test: unit $(if $(SERVER_SRC),$(SERVER))
+	@if [ -x tests/run-http.sh ] && [ -n "$(SERVER_SRC)" ]; then BUILD=$(BUILD) tests/run-http.sh; fi
+
+run: $(SERVER)
+	$(SERVER) --host 127.0.0.1 --port 8080
+
+bench-core: $(BUILD)/bench/bench_core
+	sh bench/bench-core.sh $(BUILD)/bench/bench_core
+
+$(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i core/*.[ch] api/*.[ch] server/*.[ch] tests/*.c bench/*.c
+
+-include $(shell find build -name '*.d' 2>/dev/null)

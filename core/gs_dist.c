@@ -1,0 +1,99 @@
+/* gs_dist.c - draws (/v1/sample) and log-densities (/v1/log_prob). */
+#include "gs_dist.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "gs_row.h"
+
+/* ---- sampling ------------------------------------------------------------- */
+
+int gs_sample(const gs_sample_job *job, size_t r0, size_t r1, gs_error *err) {
+    const gs_dist *d = &job->dist;
+    size_t M = job->samples, D = d->dim;
+    gs_ws w;
+    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        double *lp = job->log_prob + b * M;
+        if (d->type == GS_CATEGORICAL) {
+            gs_cat_row(d->logits + b * D, D, w.logp, w.p);
+            for (size_t m = 0; m < M; m++) {
+                size_t k = gs_rng_categorical(&job->rng, b, (uint32_t)m, w.p, D);
+                job->actions[b * M + m] = (int64_t)k;
+                lp[m] = w.logp[k];
+            }
+            continue;
+        }
+        gs_noise n = {NULL, job->rng};
+        gs_cont_params(d, b, &w);
+        gs_cont_noise(d, &n, b, &w);
+        gs_cont_from_eps(d, b, &w);
+        memcpy(job->eps + b * M * D, w.eps, M * D * sizeof(double));
+        memcpy(lp, w.lp, M * sizeof(double));
+        gs_cont_points(d, &w, job->x + b * M * D);
+        long bad = gs_first_nonfinite(job->x + b * M * D, M * D);
+        if (bad < 0) bad = gs_first_nonfinite(lp, M) * (long)D;
+        if (bad >= 0) rc = gs_fail_row(err, &w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
+    }
+    gs_ws_free(&w);
+    return rc;
+}
+
+/* ---- log-density at given points ------------------------------------------ */
+
+int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
+                gs_error *err) {
+    const gs_dist *d = &job->dist;
+    size_t M = job->samples, D = d->dim;
+    gs_ws w;
+    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        double *lp = job->log_prob + b * M;
+        double *g0 = job->grad.p0 + b * D;
+        if (d->type == GS_CATEGORICAL) {
+            gs_cat_row(d->logits + b * D, D, w.logp, w.p);
+            for (size_t i = 0; i < D; i++) g0[i] = -(double)M * w.p[i];
+            for (size_t m = 0; m < M; m++) {
+                int64_t k = job->actions[b * M + m];
+                assert(k >= 0 && (size_t)k < D);
+                lp[m] = w.logp[k];
+                g0[k] += 1.0;
+            }
+            /* log p_k = -inf only when p_k underflowed; the logp of a finite
+             * logit is finite, so only an extreme spread can get here. */
+            long bad = gs_first_nonfinite(lp, M);
+            if (bad >= 0) rc = gs_fail(err, GS_ENONFINITE, GS_IN_X, (long)b, bad, -1);
+            continue;
+        }
+        double *g1 = job->grad.p1 + b * D;
+        gs_cont_params(d, b, &w);
+        size_t out = gs_cont_from_x(d, b, job->x + b * M * D, &w);
+        if (out) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_X, (long)b,
+                         (long)((out - 1) / D), (long)((out - 1) % D));
+            break;
+        }
+        memcpy(lp, w.lp, M * sizeof(double));
+        /* Score with x fixed: dl/dmu = eps / sigma, dl/drho = eps^2 - 1. */
+        for (size_t i = 0; i < D; i++) g0[i] = g1[i] = 0.0;
+        for (size_t m = 0; m < M; m++)
+            for (size_t i = 0; i < D; i++) {
+                double e = w.eps[m * D + i];
+                g0[i] += e / w.sigma[i];
+                g1[i] += e * e - 1.0;
+            }
+        gs_scale_to_sigma(d, &w, g1, NULL);
+        long bad = gs_first_nonfinite(lp, M);
+        if (bad >= 0) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_X, (long)b, bad, -1);
+            break;
+        }
+        bad = gs_first_nonfinite(g0, D);
+        if (bad < 0) bad = gs_first_nonfinite(g1, D);
+        if (bad >= 0) rc = gs_fail_row(err, &w, GS_IN_X, b, -1, bad);
+    }
+    gs_ws_free(&w);
+    return rc;
+}

@@ -1,0 +1,247 @@
+/* gs_estim.c - entropy estimators and the pathwise / score gradients of E[f]. */
+#include "gs_estim.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "gs_row.h"
+
+/* ½ log(2 pi e): the entropy of a standard normal coordinate. */
+static const double HALF_LOG_2PIE = 1.41893853320467274178;
+
+gs_estimator gs_entropy_auto(gs_dist_type t) {
+    return t == GS_TANH_NORMAL ? GS_EST_REPARAM : GS_EST_EXACT;
+}
+
+int gs_entropy_supported(gs_dist_type t, gs_estimator e) {
+    if (e == GS_EST_EXACT) return t != GS_TANH_NORMAL;
+    if (e == GS_EST_REPARAM) return t != GS_CATEGORICAL;
+    return 1;
+}
+
+/* ---- shared pieces ---------------------------------------------------------- */
+
+/* Per-sample score terms wt[m] * dl(x_m)/dtheta into w->g0 (and w->g1), x
+ * held fixed: categorical e_k - p; continuous eps / sigma and eps^2 - 1. */
+static void score_terms(const gs_dist *d, gs_ws *w, const double *wt) {
+    size_t M = w->M, D = d->dim;
+    if (d->type == GS_CATEGORICAL) {
+        for (size_t m = 0; m < M; m++) {
+            double *g = w->g0 + m * D;
+            for (size_t j = 0; j < D; j++) g[j] = -wt[m] * w->p[j];
+            g[w->k[m]] += wt[m];
+        }
+        return;
+    }
+    for (size_t m = 0; m < M; m++)
+        for (size_t i = 0; i < D; i++) {
+            size_t j = m * D + i;
+            double e = w->eps[j];
+            w->g0[j] = wt[m] * (e / w->sigma[i]);
+            w->g1[j] = wt[m] * (e * e - 1.0);
+        }
+}
+
+/* Reduces the row's terms into grad and se_grad (when wanted), converting
+ * the scale gradient to d/dsigma if the caller sent sigma. */
+static void reduce_grad(const gs_dist *d, gs_ws *w, size_t b,
+                        const gs_pgrad *g, const gs_pgrad *se) {
+    size_t D = d->dim, M = w->M;
+    double *se0 = se->p0 ? se->p0 + b * D : NULL;
+    gs_reduce_terms(w->g0, M, D, g->p0 + b * D, se0);
+    if (d->type == GS_CATEGORICAL) return;
+    double *se1 = se->p0 ? se->p1 + b * D : NULL;
+    gs_reduce_terms(w->g1, M, D, g->p1 + b * D, se1);
+    gs_scale_to_sigma(d, w, g->p1 + b * D, se1);
+}
+
+/* Checks a row's per-row scalars and gradients; on a non-finite value fails
+ * with the row and column, blaming the scale when its exp over- or
+ * underflowed, else `input`. */
+static int check_row(gs_error *err, const gs_dist *d, const gs_ws *w,
+                     size_t b, gs_input input, const double *scalar,
+                     const double *se_scalar, const gs_pgrad *g,
+                     const gs_pgrad *se) {
+    size_t D = d->dim;
+    const gs_ws *cw = d->type == GS_CATEGORICAL ? NULL : w;
+    if ((scalar && !isfinite(scalar[b])) || (se_scalar && !isfinite(se_scalar[b])))
+        return gs_fail_row(err, cw, input, b, -1, -1);
+    const double *arr[4] = {g->p0, g->p1, se ? se->p0 : NULL, se ? se->p1 : NULL};
+    for (int a = 0; a < 4; a++) {
+        if (!arr[a]) continue;
+        long bad = gs_first_nonfinite(arr[a] + b * D, D);
+        if (bad >= 0) return gs_fail_row(err, cw, input, b, -1, bad);
+    }
+    return 0;
+}
+
+/* ---- entropy ------------------------------------------------------------------ */
+
+static void entropy_exact_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
+    const gs_dist *d = &job->dist;
+    size_t D = d->dim;
+    double *g0 = job->grad.p0 + b * D;
+    if (d->type == GS_CATEGORICAL) {
+        double h = gs_cat_row(d->logits + b * D, D, w->logp, w->p);
+        job->entropy[b] = h;
+        for (size_t j = 0; j < D; j++) g0[j] = -w->p[j] * (w->logp[j] + h);
+        return;
+    }
+    /* Normal: H = sum_d (½ log(2 pi e) + rho_d), dH/dmu = 0, dH/drho = 1. */
+    double *g1 = job->grad.p1 + b * D, h = 0.0;
+    gs_cont_params(d, b, w);
+    for (size_t i = 0; i < D; i++) {
+        h += HALF_LOG_2PIE + w->rho[i];
+        g0[i] = 0.0;
+        g1[i] = d->scale_is_sigma ? 1.0 / w->sigma[i] : 1.0;
+    }
+    job->entropy[b] = h;
+}
+
+static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
+    const gs_dist *d = &job->dist;
+    size_t M = job->samples, D = d->dim;
+    if (d->type == GS_CATEGORICAL) {
+        gs_cat_row(d->logits + b * D, D, w->logp, w->p);
+        for (size_t m = 0; m < M; m++) {
+            w->k[m] = (int64_t)gs_rng_categorical(&job->rng, b, (uint32_t)m, w->p, D);
+            w->lp[m] = w->logp[w->k[m]];
+        }
+    } else {
+        gs_cont_params(d, b, w);
+        gs_cont_noise(d, &job->noise, b, w);
+        gs_cont_from_eps(d, b, w);
+    }
+    /* Entropy terms -l(x_m). */
+    for (size_t m = 0; m < M; m++) w->tmp[m] = -w->lp[m];
+    job->entropy[b] = gs_mean_se(w->tmp, M, 1,
+                                 job->se_entropy ? job->se_entropy + b : NULL);
+    if (job->estimator == GS_EST_SCORE) {
+        /* g_m = -(l_m + c_m) dl_m/dtheta; with loo, l_m + c_m is l_m minus
+         * the mean of the others. */
+        gs_baseline_apply(job->baseline, w->lp, M, w->w);
+        for (size_t m = 0; m < M; m++) w->w[m] = -w->w[m];
+        score_terms(d, w, w->w);
+    } else {
+        /* g_m = -dl(f(eps_m))/dtheta along the path (MATH.md §3-§4):
+         * normal mu -> 0, rho -> 1; tanh mu -> -2t, rho -> 1 - 2 t sigma eps. */
+        int tanh_ = d->type == GS_TANH_NORMAL;
+        for (size_t m = 0; m < M; m++)
+            for (size_t i = 0; i < D; i++) {
+                size_t j = m * D + i;
+                double t = tanh_ ? w->t[j] : 0.0;
+                w->g0[j] = -2.0 * t;
+                w->g1[j] = 1.0 - 2.0 * t * w->sigma[i] * w->eps[j];
+            }
+    }
+    reduce_grad(d, w, b, &job->grad, &job->se_grad);
+}
+
+int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
+    const gs_dist *d = &job->dist;
+    if (!gs_entropy_supported(d->type, job->estimator) || job->estimator == GS_EST_AUTO)
+        return gs_fail(err, GS_EUNSUPPORTED, GS_IN_NONE, -1, -1, -1);
+    int exact = job->estimator == GS_EST_EXACT;
+    gs_ws w;
+    if (gs_ws_init(&w, d, exact ? 1 : job->samples))
+        return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    gs_input blame = d->type == GS_CATEGORICAL ? GS_IN_LOGITS : GS_IN_LOC;
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        if (exact) entropy_exact_row(job, &w, b);
+        else entropy_mc_row(job, &w, b);
+        rc = check_row(err, d, &w, b, blame, job->entropy,
+                       exact ? NULL : job->se_entropy, &job->grad,
+                       exact || !job->se_entropy ? NULL : &job->se_grad);
+    }
+    gs_ws_free(&w);
+    return rc;
+}
+
+/* ---- pathwise gradient of E[f] ---------------------------------------------- */
+
+int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
+    const gs_dist *d = &job->dist;
+    size_t M = job->samples, D = d->dim;
+    assert(d->type != GS_CATEGORICAL);
+    gs_ws w;
+    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int tanh_ = d->type == GS_TANH_NORMAL, rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        gs_cont_params(d, b, &w);
+        gs_cont_noise(d, &job->noise, b, &w);
+        gs_cont_from_eps(d, b, &w);
+        double *x = job->x + b * M * D;
+        gs_cont_points(d, &w, x);
+        memcpy(job->log_prob + b * M, w.lp, M * sizeof(double));
+        long bad = gs_first_nonfinite(x, M * D);
+        if (bad >= 0) {
+            rc = gs_fail_row(err, &w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
+            break;
+        }
+        const double *gx = job->grad_x + b * M * D;
+        const double *glp = job->grad_log_prob ? job->grad_log_prob + b * M : NULL;
+        /* term = gx . dx/dtheta + glp . dl(f(eps))/dtheta, per coordinate:
+         * dx/dmu = s (1 - t^2) (1 for normal), dx/drho = dx/dmu sigma eps;
+         * dl/dmu = 2t (0), dl/drho = -1 + 2 t sigma eps (-1). */
+        for (size_t m = 0; m < M; m++) {
+            double c = glp ? glp[m] : 0.0;
+            for (size_t i = 0; i < D; i++) {
+                size_t j = m * D + i;
+                double se = w.sigma[i] * w.eps[j];
+                double dxdmu = tanh_ ? w.s[i] * w.omt2[j] : 1.0;
+                double t = tanh_ ? w.t[j] : 0.0;
+                w.g0[j] = gx[j] * dxdmu + c * 2.0 * t;
+                w.g1[j] = gx[j] * dxdmu * se + c * (-1.0 + 2.0 * t * se);
+            }
+        }
+        reduce_grad(d, &w, b, &job->grad, &job->se_grad);
+        rc = check_row(err, d, &w, b, GS_IN_GRAD_X, NULL, NULL, &job->grad,
+                       job->se_grad.p0 ? &job->se_grad : NULL);
+    }
+    gs_ws_free(&w);
+    return rc;
+}
+
+/* ---- score-function gradient of E[f] ----------------------------------------- */
+
+int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err) {
+    const gs_dist *d = &job->dist;
+    size_t M = job->samples, D = d->dim;
+    gs_ws w;
+    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        if (d->type == GS_CATEGORICAL) {
+            gs_cat_row(d->logits + b * D, D, w.logp, w.p);
+            for (size_t m = 0; m < M; m++)
+                w.k[m] = job->actions
+                             ? job->actions[b * M + m]
+                             : (int64_t)gs_rng_categorical(job->rng, b, (uint32_t)m, w.p, D);
+        } else {
+            gs_cont_params(d, b, &w);
+            if (job->x) {
+                size_t out = gs_cont_from_x(d, b, job->x + b * M * D, &w);
+                if (out) {
+                    rc = gs_fail(err, GS_ENONFINITE, GS_IN_X, (long)b,
+                                 (long)((out - 1) / D), (long)((out - 1) % D));
+                    break;
+                }
+            } else {
+                gs_cont_noise(d, job->noise, b, &w);
+                gs_cont_from_eps(d, b, &w);
+            }
+        }
+        const double *f = job->f + b * M;
+        job->value[b] = gs_mean_se(f, M, 1, job->se_value ? job->se_value + b : NULL);
+        /* g_m = (f_m - b_m) dl(x_m)/dtheta; loo b_m = mean of the others. */
+        gs_baseline_apply(job->baseline, f, M, w.w);
+        score_terms(d, &w, w.w);
+        reduce_grad(d, &w, b, &job->grad, &job->se_grad);
+        rc = check_row(err, d, &w, b, GS_IN_F, job->value, job->se_value,
+                       &job->grad, job->se_grad.p0 ? &job->se_grad : NULL);
+    }
+    gs_ws_free(&w);
+    return rc;
+}

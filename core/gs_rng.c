@@ -1,0 +1,91 @@
+/* gs_rng.c - Philox4x32-10 uniforms, normals and categorical draws. */
+#include "gs_rng.h"
+
+#include <Random123/philox.h>
+#include <math.h>
+
+#include "gs_vmath.h"
+
+void gs_rng_init(gs_rng *rng, uint64_t seed) {
+    rng->key[0] = (uint32_t)seed;
+    rng->key[1] = (uint32_t)(seed >> 32);
+}
+
+void gs_rng_philox(const uint32_t ctr[4], const uint32_t key[2],
+                   uint32_t out[4]) {
+    philox4x32_ctr_t c = {{ctr[0], ctr[1], ctr[2], ctr[3]}};
+    philox4x32_key_t k = {{key[0], key[1]}};
+    philox4x32_ctr_t r = philox4x32_R(10, c, k);
+    out[0] = r.v[0];
+    out[1] = r.v[1];
+    out[2] = r.v[2];
+    out[3] = r.v[3];
+}
+
+/* 53 bits of two words, centred in their cell: the result is in (0, 1). */
+static inline double u53(uint32_t hi, uint32_t lo) {
+    uint64_t bits = (((uint64_t)hi << 32) | lo) >> 11;
+    return ((double)bits + 0.5) * 0x1p-53;
+}
+
+static inline void block(const gs_rng *rng, uint64_t row, uint32_t m,
+                         uint32_t j, uint32_t out[4]) {
+    uint32_t ctr[4] = {j, m, (uint32_t)row, (uint32_t)(row >> 32)};
+    gs_rng_philox(ctr, rng->key, out);
+}
+
+double gs_rng_uniform(const gs_rng *rng, uint64_t row, uint32_t m) {
+    uint32_t w[4];
+    block(rng, row, m, 0, w);
+    return u53(w[0], w[1]);
+}
+
+size_t gs_rng_normals_scratch(size_t count, size_t d) {
+    return 4 * ((d + 1) / 2) * count;
+}
+
+void gs_rng_normals(const gs_rng *rng, uint64_t row, uint32_t m0,
+                    size_t count, size_t d, double *out, double *scratch) {
+    size_t nb = (d + 1) / 2, np = nb * count;
+    double *u1 = scratch, *u2 = scratch + np, *s = scratch + 2 * np,
+           *c = scratch + 3 * np;
+    for (size_t m = 0; m < count; m++) {
+        for (size_t j = 0; j < nb; j++) {
+            uint32_t w[4];
+            block(rng, row, m0 + (uint32_t)m, (uint32_t)j, w);
+            u1[m * nb + j] = u53(w[0], w[1]);
+            u2[m * nb + j] = 2.0 * u53(w[2], w[3]);
+        }
+    }
+    /* r = sqrt(-2 log u1) is finite because u1 > 0; sincospi keeps the angle
+     * exact instead of multiplying by a rounded 2 pi. */
+    gs_vm_log(np, u1, u1);
+    gs_vm_sincospi(np, u2, s, c);
+    for (size_t i = 0; i < np; i++) u1[i] = sqrt(-2.0 * u1[i]);
+    for (size_t m = 0; m < count; m++) {
+        double *z = out + m * d;
+        for (size_t j = 0; j < nb; j++) {
+            size_t i = m * nb + j;
+            z[2 * j] = u1[i] * c[i];
+            if (2 * j + 1 < d) z[2 * j + 1] = u1[i] * s[i];
+        }
+    }
+}
+
+size_t gs_rng_categorical(const gs_rng *rng, uint64_t row, uint32_t m,
+                          const double *p, size_t k) {
+    double total = 0.0;
+    for (size_t i = 0; i < k; i++) total += p[i];
+    /* Scale u by the actual total so that rounding in the sum can never push
+     * u past the last bucket; the first k with u < cdf_k is drawn, which
+     * skips every zero-probability action. */
+    double u = gs_rng_uniform(rng, row, m) * total, cdf = 0.0;
+    size_t last = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (p[i] <= 0.0) continue;
+        cdf += p[i];
+        last = i;
+        if (u < cdf) return i;
+    }
+    return last;
+}

@@ -1,0 +1,239 @@
+/* gs_row.c - per-row building blocks: workspace, categorical and tanh maths. */
+#include "gs_row.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gs_vmath.h"
+
+static const double LOG2 = 0.69314718055994530942;
+static const double HALF_LOG_2PI = 0.91893853320467274178;
+
+/* ---- workspace ------------------------------------------------------------ */
+
+int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
+    memset(w, 0, sizeof *w);
+    size_t dim = d->dim, md = M * dim;
+    size_t nd = 6 * md + 2 * M + 5 * dim + 2 * dim + 2 * md +
+                gs_rng_normals_scratch(M, dim);
+    double *p = malloc(nd * sizeof(double) + M * sizeof(int64_t) + 64);
+    if (!p) return GS_ENOMEM;
+    w->block = p;
+    w->M = M;
+    w->dim = dim;
+    double **slots[] = {&w->eps, &w->u, &w->t, &w->omt2, &w->l1mt2, &w->tmp};
+    for (size_t i = 0; i < sizeof slots / sizeof *slots; i++, p += md)
+        *slots[i] = p;
+    w->lp = p, p += M;
+    w->w = p, p += M;
+    double **dims[] = {&w->sigma, &w->rho, &w->c, &w->s, &w->logs, &w->logp, &w->p};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++, p += dim)
+        *dims[i] = p;
+    w->g0 = p, p += md;
+    w->g1 = p, p += md;
+    w->nscratch = p, p += gs_rng_normals_scratch(M, dim);
+    w->k = (int64_t *)p;
+    return 0;
+}
+
+void gs_ws_free(gs_ws *w) {
+    free(w->block);
+    w->block = NULL;
+}
+
+/* ---- categorical ---------------------------------------------------------- */
+
+double gs_cat_row(const double *z, size_t K, double *logp, double *p) {
+    double mx = z[0];
+    for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+    for (size_t k = 0; k < K; k++) logp[k] = z[k] - mx;
+    gs_vm_exp(K, logp, p);
+    /* The max term contributes exp(0) = 1, so sum >= 1 and its log is
+     * finite: logits of +-1e4 cannot overflow. */
+    double sum = 0.0;
+    for (size_t k = 0; k < K; k++) sum += p[k];
+    double lse = log(sum), h = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        logp[k] -= lse;
+        p[k] /= sum;
+        h -= p[k] * logp[k]; /* p = 0 (underflow) adds 0: logp is finite */
+    }
+    return h;
+}
+
+/* ---- continuous ----------------------------------------------------------- */
+
+void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w) {
+    size_t D = d->dim;
+    const double *sc = d->scale + b * D;
+    for (size_t i = 0; i < D; i++) {
+        if (d->scale_is_sigma) {
+            w->sigma[i] = sc[i];
+            w->rho[i] = log(sc[i]);
+        } else {
+            w->rho[i] = sc[i];
+            w->sigma[i] = exp(sc[i]);
+        }
+        if (d->type == GS_TANH_NORMAL && d->low) {
+            w->c[i] = 0.5 * (d->high[i] + d->low[i]);
+            w->s[i] = 0.5 * (d->high[i] - d->low[i]);
+            w->logs[i] = log(w->s[i]);
+        } else {
+            w->c[i] = 0.0;
+            w->s[i] = 1.0;
+            w->logs[i] = 0.0;
+        }
+    }
+}
+
+void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w) {
+    size_t md = w->M * d->dim;
+    if (n->eps)
+        memcpy(w->eps, n->eps + b * md, md * sizeof(double));
+    else
+        gs_rng_normals(&n->rng, b, 0, w->M, d->dim, w->eps, w->nscratch);
+}
+
+void gs_cont_from_eps(const gs_dist *d, size_t b, gs_ws *w) {
+    size_t D = d->dim;
+    const double *mu = d->loc + b * D;
+    for (size_t m = 0; m < w->M; m++)
+        for (size_t i = 0; i < D; i++)
+            w->u[m * D + i] = mu[i] + w->sigma[i] * w->eps[m * D + i];
+    gs_cont_finish(d, w);
+}
+
+size_t gs_cont_from_x(const gs_dist *d, size_t b, const double *x, gs_ws *w) {
+    size_t D = d->dim;
+    const double *mu = d->loc + b * D;
+    for (size_t m = 0; m < w->M; m++) {
+        for (size_t i = 0; i < D; i++) {
+            size_t j = m * D + i;
+            double u = x[j];
+            if (d->type == GS_TANH_NORMAL) {
+                double y = (x[j] - w->c[i]) / w->s[i];
+                /* a on or past a bound has density 0 (log p = -inf). */
+                if (!(y > -1.0 && y < 1.0)) return j + 1;
+                u = atanh(y);
+            }
+            w->u[j] = u;
+            w->eps[j] = (u - mu[i]) / w->sigma[i];
+        }
+    }
+    gs_cont_finish(d, w);
+    return 0;
+}
+
+/* tanh quantities without cancellation, for a = |u| and em = expm1(-2a):
+ *   tanh a      = -em / (2 + em)
+ *   1 - tanh^2  = 4 e^{-2a} / (2 + em)^2
+ *   log(1 - tanh^2 u) = 2 (log 2 - a - log(2 + em))
+ * the last being MATH.md's 2 (log 2 - u - softplus(-2u)), symmetric in u.
+ * 2 + em lies in (1, 2], so nothing here loses precision as |u| -> 0 or
+ * overflows as |u| grows (at |u| = 40, 1 - tanh^2 is about 1e-34). */
+void gs_cont_finish(const gs_dist *d, gs_ws *w) {
+    size_t D = d->dim, md = w->M * D;
+    if (d->type == GS_TANH_NORMAL) {
+        double *em = w->t, *e = w->omt2, *lg = w->l1mt2;
+        for (size_t j = 0; j < md; j++) w->tmp[j] = -2.0 * fabs(w->u[j]);
+        gs_vm_expm1(md, w->tmp, em);
+        gs_vm_exp(md, w->tmp, e);
+        for (size_t j = 0; j < md; j++) lg[j] = 2.0 + em[j];
+        gs_vm_log(md, lg, lg);
+        for (size_t j = 0; j < md; j++) {
+            double a = fabs(w->u[j]), q = 2.0 + em[j];
+            double t = -em[j] / q;
+            w->t[j] = w->u[j] < 0 ? -t : t;
+            w->omt2[j] = 4.0 * e[j] / (q * q);
+            w->l1mt2[j] = 2.0 * (LOG2 - a - lg[j]);
+        }
+    }
+    double base = 0.0;
+    for (size_t i = 0; i < D; i++) base -= w->rho[i] + HALF_LOG_2PI;
+    if (d->type == GS_TANH_NORMAL)
+        for (size_t i = 0; i < D; i++) base -= w->logs[i];
+    for (size_t m = 0; m < w->M; m++) {
+        const double *e = w->eps + m * D;
+        double l = 0.0;
+        for (size_t i = 0; i < D; i++) l -= 0.5 * e[i] * e[i];
+        if (d->type == GS_TANH_NORMAL)
+            for (size_t i = 0; i < D; i++) l -= w->l1mt2[m * D + i];
+        w->lp[m] = l + base;
+    }
+}
+
+void gs_cont_points(const gs_dist *d, const gs_ws *w, double *x) {
+    size_t D = d->dim, md = w->M * D;
+    if (d->type != GS_TANH_NORMAL) {
+        memcpy(x, w->u, md * sizeof(double));
+        return;
+    }
+    for (size_t j = 0; j < md; j++) {
+        size_t i = j % D;
+        double a = w->c[i] + w->s[i] * w->t[j];
+        /* c + s tanh u can round one ulp past a bound (API.md §11). */
+        if (d->low) {
+            a = a < d->low[i] ? d->low[i] : a;
+            a = a > d->high[i] ? d->high[i] : a;
+        }
+        x[j] = a;
+    }
+}
+
+/* ---- statistics ----------------------------------------------------------- */
+
+double gs_mean_se(const double *v, size_t n, size_t stride, double *se) {
+    double s = 0.0;
+    for (size_t m = 0; m < n; m++) s += v[m * stride];
+    double mean = s / (double)n;
+    if (se) {
+        double ss = 0.0;
+        for (size_t m = 0; m < n; m++) {
+            double dv = v[m * stride] - mean;
+            ss += dv * dv;
+        }
+        *se = n > 1 ? sqrt(ss / (double)(n - 1) / (double)n) : 0.0;
+    }
+    return mean;
+}
+
+void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w) {
+    if (b == GS_BASELINE_NONE || n < 2) {
+        if (w != v) memcpy(w, v, n * sizeof *w);
+        return;
+    }
+    double mean = gs_mean_se(v, n, 1, NULL), f = (double)n / (double)(n - 1);
+    for (size_t m = 0; m < n; m++) w[m] = f * (v[m] - mean);
+}
+
+void gs_reduce_terms(const double *g, size_t M, size_t dim, double *mean,
+                     double *se) {
+    for (size_t i = 0; i < dim; i++)
+        mean[i] = gs_mean_se(g + i, M, dim, se ? se + i : NULL);
+}
+
+long gs_first_nonfinite(const double *a, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(a[i])) return (long)i;
+    return -1;
+}
+
+int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
+                long sample, long col) {
+    if (w && col >= 0 && (size_t)col < w->dim && w->sigma) {
+        double s = w->sigma[col];
+        if (!isnormal(s)) return gs_fail(err, GS_ENONFINITE, GS_IN_SCALE, (long)b, -1, col);
+    }
+    return gs_fail(err, GS_ENONFINITE, input, (long)b, sample, col);
+}
+
+void gs_scale_to_sigma(const gs_dist *d, const gs_ws *w, double *g1,
+                       double *se1) {
+    if (!d->scale_is_sigma || !g1) return;
+    for (size_t i = 0; i < d->dim; i++) {
+        g1[i] /= w->sigma[i];
+        if (se1) se1[i] /= w->sigma[i];
+    }
+}

@@ -1,0 +1,84 @@
+/* gs_row.h - per-row building blocks shared by the kernels (internal). */
+#ifndef GS_ROW_H
+#define GS_ROW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gs_dist.h"
+
+/* Scratch for one row, sized once per kernel call for M samples of a
+ * distribution of dimension dim; a single allocation, freed by
+ * gs_ws_free (which accepts a zeroed workspace). */
+typedef struct {
+    size_t M, dim;
+    /* continuous, M x D each */
+    double *eps, *u, *t, *omt2, *l1mt2, *tmp;
+    /* per sample */
+    double *lp, *w;
+    int64_t *k;
+    /* per dimension: sigma, log sigma, tanh centre c, half-width s, log s */
+    double *sigma, *rho, *c, *s, *logs;
+    /* categorical: log p, p (K each) */
+    double *logp, *p;
+    /* per-sample gradient terms, M x dim each */
+    double *g0, *g1;
+    double *nscratch;
+    void *block;
+} gs_ws;
+
+int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M);
+void gs_ws_free(gs_ws *w);
+
+/* Categorical row: logp = z - logsumexp(z) (max subtracted first), p =
+ * exp(logp). Returns the entropy -sum p log p, in which p = 0 adds 0. */
+double gs_cat_row(const double *z, size_t K, double *logp, double *p);
+
+/* Continuous row b: fills sigma, rho, c, s, logs from the parameters. */
+void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w);
+
+/* Noise of row b into w->eps (caller's eps, or generated). */
+void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w);
+
+/* From w->eps: u = mu + sigma eps, then gs_cont_finish. */
+void gs_cont_from_eps(const gs_dist *d, size_t b, gs_ws *w);
+
+/* From points x of row b (M x D): u (atanh of the rescaled point for
+ * tanh_normal), eps = (u - mu) / sigma, then gs_cont_finish. Returns 0, or
+ * the flat index m * D + i + 1 of the first point outside the support. */
+size_t gs_cont_from_x(const gs_dist *d, size_t b, const double *x, gs_ws *w);
+
+/* From w->u and w->eps: t = tanh u, omt2 = 1 - t^2, l1mt2 = log(1 - t^2)
+ * (tanh_normal only) and lp[m] = log p of sample m. */
+void gs_cont_finish(const gs_dist *d, gs_ws *w);
+
+/* The sample points: u (normal) or c + s tanh u clipped to [low, high]. */
+void gs_cont_points(const gs_dist *d, const gs_ws *w, double *x);
+
+/* Mean of n values with stride, and (if se) the standard error
+ * std / sqrt(n) with the n - 1 sample variance, two-pass. */
+double gs_mean_se(const double *v, size_t n, size_t stride, double *se);
+
+/* Leave-one-out centring: w[m] = v[m] - mean of the others
+ * = n / (n - 1) (v[m] - mean(v)). With baseline NONE w = v. */
+void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w);
+
+/* Reduces M x dim terms to their mean (into mean[0..dim)) and, when se is
+ * not NULL, standard errors. */
+void gs_reduce_terms(const double *g, size_t M, size_t dim, double *mean,
+                     double *se);
+
+/* Index of the first non-finite value of a[0..n), or -1. */
+long gs_first_nonfinite(const double *a, size_t n);
+
+/* Blames a non-finite result of row b, column col: the scale when that
+ * column's sigma is zero, subnormal or infinite (exp(log_scale) over- or
+ * underflowed), else `input`. */
+int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
+                long sample, long col);
+
+/* Divides the scale gradient (and se) by sigma when the caller sent sigma. */
+void gs_scale_to_sigma(const gs_dist *d, const gs_ws *w, double *g1,
+                       double *se1);
+
+#endif

@@ -1,0 +1,173 @@
+/* gs_sac.c - SAC actor gradients (discrete, continuous), temperature, policy. */
+#include "gs_sac.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "gs_row.h"
+
+/* ---- discrete actor ------------------------------------------------------------ */
+
+int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
+                    gs_error *err) {
+    const gs_dist *d = &job->dist;
+    size_t K = d->dim, M = job->actions ? job->samples : 1;
+    double a = job->alpha;
+    gs_ws w;
+    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        double *g = job->grad.p0 + b * K;
+        job->entropy[b] = gs_cat_row(d->logits + b * K, K, w.logp, w.p);
+        if (!job->actions) {
+            const double *q = job->q + b * K;
+            double L = 0.0;
+            /* p_k = 0 multiplies a finite alpha log p_k - Q_k: adds 0. */
+            for (size_t k = 0; k < K; k++) L += w.p[k] * (a * w.logp[k] - q[k]);
+            for (size_t k = 0; k < K; k++) g[k] = w.p[k] * (a * w.logp[k] - q[k] - L);
+            job->loss[b] = L;
+        } else {
+            const int64_t *ks = job->actions + b * M;
+            const double *q = job->q + b * M;
+            for (size_t m = 0; m < M; m++) {
+                w.k[m] = ks[m];
+                w.lp[m] = a * w.logp[ks[m]] - q[m];
+            }
+            job->loss[b] = gs_mean_se(w.lp, M, 1, job->se_loss ? job->se_loss + b : NULL);
+            gs_baseline_apply(job->baseline, w.lp, M, w.w);
+            for (size_t m = 0; m < M; m++) {
+                double *t = w.g0 + m * K;
+                for (size_t j = 0; j < K; j++) t[j] = -w.w[m] * w.p[j];
+                t[w.k[m]] += w.w[m];
+            }
+            gs_reduce_terms(w.g0, M, K, g, job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL);
+        }
+        if (!isfinite(job->loss[b]) || (job->se_loss && job->actions && !isfinite(job->se_loss[b]))) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
+            break;
+        }
+        long bad = gs_first_nonfinite(g, K);
+        if (bad < 0 && job->actions && job->se_grad.p0)
+            bad = gs_first_nonfinite(job->se_grad.p0 + b * K, K);
+        if (bad >= 0) rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, bad);
+    }
+    gs_ws_free(&w);
+    return rc;
+}
+
+/* ---- Boltzmann policy ------------------------------------------------------------ */
+
+int gs_sac_policy(const gs_sac_policy_job *job, size_t r0, size_t r1,
+                  gs_error *err) {
+    size_t K = job->K, M = job->samples;
+    double a = job->alpha;
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        const double *q = job->q + b * K;
+        double *lp = job->log_probs + b * K, *p = job->probs + b * K;
+        /* Q / alpha goes through log_probs as scratch; gs_cat_row reads z
+         * before writing logp, element by element in place. */
+        double mx = -INFINITY;
+        for (size_t k = 0; k < K; k++) {
+            lp[k] = q[k] / a;
+            mx = lp[k] > mx ? lp[k] : mx;
+        }
+        if (!isfinite(mx)) {
+            long bad = gs_first_nonfinite(lp, K);
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, bad < 0 ? -1 : bad);
+            break;
+        }
+        long bad = gs_first_nonfinite(lp, K);
+        if (bad >= 0) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, bad);
+            break;
+        }
+        /* V = alpha logsumexp(Q / alpha) = alpha (z_k - log p_k) for any k;
+         * the argmax k keeps it exact: log p_max = -log sum exp(z - max). */
+        size_t kmax = 0;
+        for (size_t k = 1; k < K; k++) kmax = lp[k] > lp[kmax] ? k : kmax;
+        double zmax = lp[kmax];
+        job->entropy[b] = gs_cat_row(lp, K, lp, p);
+        job->value[b] = a * (zmax - lp[kmax]);
+        for (size_t m = 0; m < M; m++)
+            job->actions[b * M + m] =
+                (int64_t)gs_rng_categorical(&job->rng, b, (uint32_t)m, p, K);
+        if (!isfinite(job->value[b]) || !isfinite(job->entropy[b]))
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
+    }
+    return rc;
+}
+
+/* ---- continuous actor --------------------------------------------------------------- */
+
+int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
+                      gs_error *err) {
+    const gs_dist *d = &job->dist;
+    size_t M = job->samples, D = d->dim;
+    double a = job->alpha;
+    assert(d->type == GS_TANH_NORMAL);
+    gs_ws w;
+    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    for (size_t b = r0; b < r1 && !rc; b++) {
+        gs_cont_params(d, b, &w);
+        gs_cont_noise(d, &job->noise, b, &w);
+        gs_cont_from_eps(d, b, &w);
+        gs_cont_points(d, &w, job->actions + b * M * D);
+        memcpy(job->log_prob + b * M, w.lp, M * sizeof(double));
+        for (size_t m = 0; m < M; m++) w.w[m] = -w.lp[m];
+        job->entropy[b] = gs_mean_se(w.w, M, 1, job->se_entropy ? job->se_entropy + b : NULL);
+        if (job->q) {
+            const double *q = job->q + b * M;
+            for (size_t m = 0; m < M; m++) w.w[m] = a * w.lp[m] - q[m];
+            job->loss[b] = gs_mean_se(w.w, M, 1, job->se_loss ? job->se_loss + b : NULL);
+        }
+        const double *dq = job->dq_da + b * M * D;
+        /* mu: alpha 2t - dq s (1 - t^2);
+         * rho: alpha (-1 + 2 t sigma eps) - dq s (1 - t^2) sigma eps. */
+        for (size_t m = 0; m < M; m++)
+            for (size_t i = 0; i < D; i++) {
+                size_t j = m * D + i;
+                double se = w.sigma[i] * w.eps[j], t = w.t[j];
+                double dadmu = w.s[i] * w.omt2[j];
+                w.g0[j] = a * 2.0 * t - dq[j] * dadmu;
+                w.g1[j] = a * (-1.0 + 2.0 * t * se) - dq[j] * dadmu * se;
+            }
+        double *se0 = job->se_grad.p0 ? job->se_grad.p0 + b * D : NULL;
+        double *se1 = job->se_grad.p0 ? job->se_grad.p1 + b * D : NULL;
+        gs_reduce_terms(w.g0, M, D, job->grad.p0 + b * D, se0);
+        gs_reduce_terms(w.g1, M, D, job->grad.p1 + b * D, se1);
+        gs_scale_to_sigma(d, &w, job->grad.p1 + b * D, se1);
+
+        if (!isfinite(job->entropy[b]) || (job->se_entropy && !isfinite(job->se_entropy[b]))) {
+            rc = gs_fail_row(err, &w, GS_IN_LOC, b, -1, -1);
+            break;
+        }
+        if (job->q && (!isfinite(job->loss[b]) || (job->se_loss && !isfinite(job->se_loss[b])))) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
+            break;
+        }
+        const double *arr[4] = {job->grad.p0 + b * D, job->grad.p1 + b * D, se0, se1};
+        for (int k = 0; k < 4 && !rc; k++) {
+            long bad = arr[k] ? gs_first_nonfinite(arr[k], D) : -1;
+            if (bad >= 0) rc = gs_fail_row(err, &w, GS_IN_DQ_DA, b, -1, bad);
+        }
+    }
+    gs_ws_free(&w);
+    return rc;
+}
+
+/* ---- temperature -------------------------------------------------------------------- */
+
+double gs_sac_alpha_loss(double alpha, double target, size_t rows,
+                         const double *entropy, const double *se_entropy,
+                         double *se) {
+    double s = 0.0, v = 0.0;
+    for (size_t b = 0; b < rows; b++) {
+        s += entropy[b] - target;
+        if (se_entropy) v += se_entropy[b] * se_entropy[b];
+    }
+    if (se) *se = se_entropy ? alpha * sqrt(v) / (double)rows : 0.0;
+    return alpha * (s / (double)rows);
+}
