@@ -16,9 +16,10 @@ else
 BUILD     ?= build
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) check libcurl 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+CURL_LIBS  := $(shell pkg-config --libs libcurl 2>/dev/null)
 
 FINAL_CFLAGS  = $(STD) $(WARN) $(OPT) $(NUMERICS) $(SANFLAGS) -Icore -Iapi -Iserver $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 FINAL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -68,7 +69,15 @@ $(APILIB): $(API_OBJ)
 $(SERVER): $(SERVER_OBJ) $(APILIB) $(LIB)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(if $(API_SRC),$(APILIB)) $(LIB)
+# Core suites link the core alone; api and HTTP suites also the api layer
+# (and libcurl, the HTTP client of the integration suite).
+$(BUILD)/tests/test_api_%: $(BUILD)/tests/test_api_%.o $(APILIB) $(LIB)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(FINAL_LIBS)
+
+$(BUILD)/tests/test_http%: $(BUILD)/tests/test_http%.o $(APILIB) $(LIB)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(CURL_LIBS) $(FINAL_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(FINAL_LIBS)
 
 # Every unit suite, then the HTTP tests against a server started here.
