@@ -1,52 +1,276 @@
-/* api.c - the endpoint table, error bodies and /v1/info. */
+/* api.c - the endpoint table, request dispatch, /v1/batch and /v1/info. */
 #include "api.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gradserve.h"
+#include "api_endpoints.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "base64 tensors are little-endian on the wire and copied as is");
+
+static const api_endpoint ENDPOINTS[] = {
+    {"entropy", api_entropy_parse, api_entropy_run},
+    {"sample", api_sample_parse, api_sample_run},
+    {"log_prob", api_log_prob_parse, api_log_prob_run},
+    {"reparam", api_reparam_parse, api_reparam_run},
+    {"score", api_score_parse, api_score_run},
+    {"sac/discrete/actor", api_sac_actor_parse, api_sac_actor_run},
+    {"sac/discrete/policy", api_sac_policy_parse, api_sac_policy_run},
+    {"sac/continuous/actor", api_sac_continuous_parse, api_sac_continuous_run},
+};
+#define N_ENDPOINTS (sizeof ENDPOINTS / sizeof *ENDPOINTS)
+
+static const api_endpoint *find_endpoint(const char *op) {
+    for (size_t i = 0; i < N_ENDPOINTS; i++)
+        if (!strcmp(op, ENDPOINTS[i].op)) return &ENDPOINTS[i];
+    return NULL;
+}
+
+int api_is_op(const char *op) { return !strcmp(op, "batch") || find_endpoint(op) != NULL; }
 
 void api_limits_default(api_limits *l) {
     l->max_numbers = (size_t)1 << 26;
     l->max_batch_items = 1024;
     l->split_min = 16384;
+    l->max_body = (size_t)64 << 20;
 }
 
 char *api_error_body(const char *code, const char *message, const char *field,
                      size_t *len) {
-    json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
-    if (field) json_object_set_new(e, "field", json_string(field));
-    json_t *root = json_pack("{s:o}", "error", e);
-    char *s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    if (len) *len = s ? strlen(s) : 0;
-    return s;
+    api_buf b = {0};
+    w_obj_begin(&b);
+    w_key(&b, "error");
+    w_obj_begin(&b);
+    w_key(&b, "code");
+    w_string(&b, code);
+    w_key(&b, "message");
+    w_string(&b, message);
+    if (field && *field) {
+        w_key(&b, "field");
+        w_string(&b, field);
+    }
+    w_obj_end(&b);
+    w_obj_end(&b);
+    if (b.oom) {
+        api_buf_free(&b);
+        return NULL;
+    }
+    if (len) *len = b.len;
+    return b.p;
 }
 
-/* Placeholder until the endpoint families land. */
-int api_is_op(const char *op) {
-    static const char *ops[] = {"entropy", "sample", "log_prob", "reparam", "score",
-                                "sac/discrete/actor", "sac/discrete/policy",
-                                "sac/continuous/actor", "batch"};
-    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
-        if (!strcmp(op, ops[i])) return 1;
-    return 0;
+/* Moves c's outcome into out: the body written, or the error. */
+static void finish(api_ctx *c, api_result *out) {
+    out->rows = c->rows;
+    out->samples = c->samples;
+    if (!c->status && c->out.oom)
+        api_err(c, 413, "payload_too_large", NULL, "the response does not fit in memory");
+    if (c->status) {
+        out->status = c->status;
+        out->body = api_error_body(c->code, c->message, c->field, &out->len);
+        return;
+    }
+    out->status = 200;
+    out->body = c->out.p;
+    out->len = c->out.len;
+    c->out.p = NULL;
 }
+
+/* Parses a body into a JSON value; on failure records invalid_json with
+ * line and column. Numbers that overflow a double or a 64-bit integer are
+ * valid JSON but not representable: invalid_argument. */
+static json_t *load(api_ctx *c, const char *body, size_t len) {
+    json_error_t e;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+    if (root) return root;
+    enum json_error_code code = json_error_code(&e);
+    if (code == json_error_numeric_overflow)
+        api_bad(c, NULL, "a number at line %d, column %d is out of range: %s", e.line,
+                e.column, e.text);
+    else if (code == json_error_duplicate_key)
+        api_bad(c, NULL, "%s (line %d, column %d): each field may appear once", e.text,
+                e.line, e.column);
+    else
+        api_err(c, 400, "invalid_json", NULL, "the body is not valid JSON: %s at line %d, "
+                "column %d", e.text, e.line, e.column);
+    return NULL;
+}
+
+static void run_one(api_ctx *c, const api_endpoint *ep, json_t *root) {
+    if (!json_is_object(root)) {
+        api_bad(c, NULL, "the request body must be a JSON object");
+        return;
+    }
+    if (ep->parse(c, root) == 0) ep->run(c);
+}
+
+/* ==== /v1/batch ============================================================ */
+
+typedef struct {
+    json_t *items;
+    api_ctx *ctx;
+    const api_endpoint **ep;
+    json_t **bodies;
+} batch_state;
+
+/* Phase 1 of an item: shape checks and the endpoint's parse. */
+static void batch_parse_item(void *arg, size_t i) {
+    batch_state *s = arg;
+    api_ctx *c = &s->ctx[i];
+    json_t *it = json_array_get(s->items, i);
+    /* Field paths inside an item are relative to the item, as if it had
+     * been sent on its own. */
+    static const char *const keys[] = {"op", "body", NULL};
+    if (api_keys(c, it, NULL, keys)) return;
+    json_t *op = json_object_get(it, "op"), *body = json_object_get(it, "body");
+    if (!json_is_string(op)) {
+        api_bad(c, "op", "`op` (a path below /v1/, such as \"entropy\") is required");
+        return;
+    }
+    if (!(s->ep[i] = find_endpoint(json_string_value(op)))) {
+        api_err(c, 404, "not_found", "op", "no operation \"%.64s\" (batches cannot nest)",
+                json_string_value(op));
+        return;
+    }
+    if (!json_is_object(body)) {
+        api_bad(c, "body", "`body` (the request of the operation, a JSON object) is required");
+        return;
+    }
+    s->ep[i]->parse(c, body);
+}
+
+static void batch_run_item(void *arg, size_t i) {
+    batch_state *s = arg;
+    if (!s->ctx[i].status) s->ep[i]->run(&s->ctx[i]);
+}
+
+static void run_batch(api_ctx *c, json_t *root, api_result *out) {
+    static const char *const keys[] = {"requests", "output", NULL};
+    if (api_keys(c, root, NULL, keys) || api_read_output(c, root)) return;
+    json_t *items = json_object_get(root, "requests");
+    if (!json_is_array(items)) {
+        api_bad(c, "requests", "`requests` (a list of {\"op\", \"body\"}) is required");
+        return;
+    }
+    size_t n = json_array_size(items);
+    if (n > c->lim->max_batch_items) {
+        api_err(c, 413, "payload_too_large", "requests", "a batch takes at most %zu requests, "
+                "got %zu", c->lim->max_batch_items, n);
+        return;
+    }
+    batch_state s = {items, api_alloc(c, n, sizeof(api_ctx)),
+                     api_alloc(c, n, sizeof(api_endpoint *)), NULL};
+    if (n && (!s.ctx || !s.ep)) return;
+    for (size_t i = 0; i < n; i++) {
+        api_ctx_init(&s.ctx[i], c->lim, c->exec);
+        s.ctx[i].base64 = c->base64; /* an item's own output wins */
+    }
+    const api_exec *x = c->exec;
+    int par = x && x->run && x->workers > 1 && n > 1;
+    if (par) x->run(x->ctx, n, batch_parse_item, &s);
+    else for (size_t i = 0; i < n; i++) batch_parse_item(&s, i);
+    /* The whole batch is one request for the numbers limit. */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!s.ctx[i].status) total += s.ctx[i].cost;
+    if (total > c->lim->max_numbers) {
+        api_err(c, 413, "payload_too_large", "requests", "the batch computes %zu numbers in all, "
+                "over this server's limit of %zu per request", total, c->lim->max_numbers);
+    } else {
+        if (par) x->run(x->ctx, n, batch_run_item, &s);
+        else for (size_t i = 0; i < n; i++) batch_run_item(&s, i);
+        api_buf *b = &c->out;
+        w_obj_begin(b);
+        w_key(b, "responses");
+        w_raw(b, "[", 1);
+        b->need_comma = 0;
+        for (size_t i = 0; i < n; i++) {
+            api_result r = {0};
+            finish(&s.ctx[i], &r);
+            c->rows += r.rows;
+            c->samples += r.samples;
+            w_obj_begin(b);
+            w_key(b, "status");
+            w_int(b, r.status);
+            w_key(b, "body");
+            if (r.body) w_raw(b, r.body, r.len);
+            else b->oom = 1;
+            b->need_comma = 1;
+            w_obj_end(b);
+            free(r.body);
+        }
+        w_raw(b, "]", 1);
+        b->need_comma = 1;
+        w_obj_end(b);
+    }
+    for (size_t i = 0; i < n; i++) api_ctx_free(&s.ctx[i]);
+    (void)out;
+}
+
+/* ==== entry point =========================================================== */
 
 int api_handle(const char *op, const char *body, size_t len,
                const api_limits *lim, const api_exec *exec, api_result *out) {
-    if (!api_is_op(op)) return -1;
+    const api_endpoint *ep = find_endpoint(op);
+    int batch = !strcmp(op, "batch");
+    if (!ep && !batch) return -1;
     memset(out, 0, sizeof *out);
-    out->status = 400;
-    out->body = api_error_body("invalid_argument", "not implemented yet", NULL, &out->len);
+    api_ctx c;
+    api_ctx_init(&c, lim, exec);
+    json_t *root = load(&c, body, len);
+    if (root) {
+        if (!batch) run_one(&c, ep, root);
+        else if (!json_is_object(root)) api_bad(&c, NULL, "the request body must be a JSON object");
+        else run_batch(&c, root, out);
+    }
+    finish(&c, out);
+    json_decref(root);
+    api_ctx_free(&c);
     return 0;
 }
 
+/* ==== /v1/info =============================================================== */
+
 char *api_info_body(const api_limits *lim, size_t threads, size_t *len) {
-    json_t *r = json_pack("{s:s, s:s}", "name", "gradserve", "version", GS_VERSION);
-    char *s = json_dumps(r, JSON_COMPACT);
-    json_decref(r);
-    if (len) *len = strlen(s);
-    return s;
+    api_buf b = {0};
+    w_obj_begin(&b);
+    w_key(&b, "name");
+    w_string(&b, "gradserve");
+    w_key(&b, "version");
+    w_string(&b, GS_VERSION);
+    w_key(&b, "api");
+    w_string(&b, "v1");
+    w_key(&b, "distributions");
+    w_str(&b, "[\"categorical\",\"normal\",\"tanh_normal\"]");
+    b.need_comma = 1;
+    w_key(&b, "estimators");
+    w_str(&b, "{\"categorical\":[\"exact\",\"score\"],\"normal\":[\"exact\",\"score\","
+              "\"reparam\"],\"tanh_normal\":[\"score\",\"reparam\"]}");
+    b.need_comma = 1;
+    w_key(&b, "operations");
+    w_raw(&b, "[", 1);
+    b.need_comma = 0;
+    for (size_t i = 0; i < N_ENDPOINTS; i++) w_string(&b, ENDPOINTS[i].op);
+    w_string(&b, "batch");
+    w_raw(&b, "]", 1);
+    b.need_comma = 1;
+    w_key(&b, "limits");
+    w_obj_begin(&b);
+    w_key(&b, "max_body");
+    w_int(&b, (int64_t)lim->max_body);
+    w_key(&b, "max_numbers");
+    w_int(&b, (int64_t)lim->max_numbers);
+    w_key(&b, "max_batch_items");
+    w_int(&b, (int64_t)lim->max_batch_items);
+    w_obj_end(&b);
+    w_key(&b, "threads");
+    w_int(&b, (int64_t)threads);
+    w_key(&b, "simd");
+    w_string(&b, gs_vm_isa());
+    w_obj_end(&b);
+    if (len) *len = b.len;
+    return b.p;
 }

@@ -24,6 +24,7 @@ typedef struct {
     size_t max_batch_items; /* /v1/batch items, 1024 */
     size_t split_min;       /* rows x samples x dims below which a request
                                is not split across workers */
+    size_t max_body;        /* bytes; enforced by the server, shown by info */
 } api_limits;
 
 void api_limits_default(api_limits *l);

@@ -1,0 +1,542 @@
+/* api_io.c - request context, field readers (JSON and base64 tensors) and the JSON writer. */
+#include "api_io.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* ==== output buffer ======================================================= */
+
+void api_buf_free(api_buf *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* Grows by doubling so that writing n bytes costs O(n) overall. */
+static int buf_reserve(api_buf *b, size_t extra) {
+    if (b->oom) return -1;
+    if (b->len + extra + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void w_raw(api_buf *b, const char *s, size_t n) {
+    if (buf_reserve(b, n)) return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void w_str(api_buf *b, const char *s) { w_raw(b, s, strlen(s)); }
+
+static void sep(api_buf *b) {
+    if (b->need_comma) w_raw(b, ",", 1);
+    b->need_comma = 0;
+}
+
+void w_obj_begin(api_buf *b) {
+    sep(b);
+    w_raw(b, "{", 1);
+}
+
+void w_obj_end(api_buf *b) {
+    w_raw(b, "}", 1);
+    b->need_comma = 1;
+}
+
+void w_key(api_buf *b, const char *key) {
+    sep(b);
+    w_string(b, key);
+    w_raw(b, ":", 1);
+    b->need_comma = 0;
+}
+
+/* Shortest of %.15g, %.16g, %.17g that reads back as the same double:
+ * %.17g always does (IEEE 754 binary64 needs at most 17 digits). */
+static int fmt_double(char *s, double v) {
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(s, 32, "%.*g", prec, v);
+        if (prec == 17 || strtod(s, NULL) == v) break;
+    }
+    return n;
+}
+
+void w_double(api_buf *b, double v) {
+    char s[32];
+    sep(b);
+    w_raw(b, s, (size_t)fmt_double(s, v));
+    b->need_comma = 1;
+}
+
+void w_int(api_buf *b, int64_t v) {
+    char s[24];
+    sep(b);
+    w_raw(b, s, (size_t)snprintf(s, sizeof s, "%lld", (long long)v));
+    b->need_comma = 1;
+}
+
+void w_string(api_buf *b, const char *s) {
+    sep(b);
+    json_t *j = json_string(s);
+    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    if (t) w_str(b, t);
+    else b->oom = 1;
+    free(t);
+    json_decref(j);
+    b->need_comma = 1;
+}
+
+/* ==== context and errors ==================================================== */
+
+void api_ctx_init(api_ctx *c, const api_limits *lim, const api_exec *exec) {
+    memset(c, 0, sizeof *c);
+    c->lim = lim;
+    c->exec = exec;
+}
+
+void api_ctx_free(api_ctx *c) {
+    for (size_t i = 0; i < c->nallocs; i++) free(c->allocs[i]);
+    free(c->allocs);
+    api_buf_free(&c->out);
+    c->allocs = NULL;
+    c->nallocs = c->capallocs = 0;
+}
+
+void *api_alloc(api_ctx *c, size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) {
+        api_err(c, 413, "payload_too_large", NULL, "the request needs more memory than is available");
+        return NULL;
+    }
+    if (c->nallocs == c->capallocs) {
+        size_t cap = c->capallocs ? 2 * c->capallocs : 16;
+        void **a = realloc(c->allocs, cap * sizeof *a);
+        if (!a) goto oom;
+        c->allocs = a;
+        c->capallocs = cap;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) goto oom;
+    c->allocs[c->nallocs++] = p;
+    return p;
+oom:
+    api_err(c, 413, "payload_too_large", NULL, "the request needs more memory than is available");
+    return NULL;
+}
+
+static int verr(api_ctx *c, int status, const char *code, const char *field,
+                const char *fmt, va_list ap) {
+    if (c->status) return -1; /* the first error is the one reported */
+    c->status = status;
+    c->code = code;
+    vsnprintf(c->message, sizeof c->message, fmt, ap);
+    snprintf(c->field, sizeof c->field, "%s", field ? field : "");
+    return -1;
+}
+
+int api_err(api_ctx *c, int status, const char *code, const char *field,
+            const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    verr(c, status, code, field, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int api_bad(api_ctx *c, const char *field, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    verr(c, 400, "invalid_argument", field, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int api_charge(api_ctx *c, size_t numbers) {
+    c->cost = numbers;
+    if (numbers > c->lim->max_numbers)
+        return api_err(c, 413, "payload_too_large", NULL,
+                       "the request computes %zu numbers (batch x samples x dims), over "
+                       "this server's limit of %zu; split it into smaller requests",
+                       numbers, c->lim->max_numbers);
+    return 0;
+}
+
+/* ==== reading fields ========================================================= */
+
+const char *api_path(char *buf, size_t n, const char *prefix, const char *key) {
+    if (!prefix || !*prefix) snprintf(buf, n, "%s", key);
+    else snprintf(buf, n, "%s.%s", prefix, key);
+    return buf;
+}
+
+int api_keys(api_ctx *c, json_t *obj, const char *prefix,
+             const char *const *allowed) {
+    if (!json_is_object(obj))
+        return api_bad(c, prefix && *prefix ? prefix : NULL, "%s must be a JSON object",
+                       prefix && *prefix ? prefix : "the request body");
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = !strcmp(key, *a);
+        if (!ok) {
+            char p[256];
+            return api_bad(c, api_path(p, sizeof p, prefix, key),
+                           "unknown field `%s` (known fields are refused, not ignored, "
+                           "so that a typo cannot change the maths)", key);
+        }
+    }
+    return 0;
+}
+
+int api_get_double(api_ctx *c, json_t *obj, const char *key, const char *path,
+                   double *v) {
+    json_t *j = json_object_get(obj, key);
+    if (!j) return 0;
+    if (!json_is_number(j)) return api_bad(c, path, "`%s` must be a number", path);
+    *v = json_number_value(j);
+    return 1;
+}
+
+int api_get_int(api_ctx *c, json_t *obj, const char *key, const char *path,
+                int64_t lo, int64_t hi, int64_t *v) {
+    json_t *j = json_object_get(obj, key);
+    if (!j) return 0;
+    if (!json_is_integer(j))
+        return api_bad(c, path, "`%s` must be an integer between %lld and %lld", path,
+                       (long long)lo, (long long)hi);
+    json_int_t x = json_integer_value(j);
+    if (x < lo || x > hi)
+        return api_bad(c, path, "`%s` must be between %lld and %lld, got %lld", path,
+                       (long long)lo, (long long)hi, (long long)x);
+    *v = (int64_t)x;
+    return 1;
+}
+
+int api_get_enum(api_ctx *c, json_t *obj, const char *key, const char *path,
+                 const char *const *choices, int *idx) {
+    json_t *j = json_object_get(obj, key);
+    if (!j) return 0;
+    char list[256] = "";
+    for (const char *const *s = choices; *s; s++) {
+        if (json_is_string(j) && !strcmp(json_string_value(j), *s)) {
+            *idx = (int)(s - choices);
+            return 1;
+        }
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s\"%s\"", l ? ", " : "", *s);
+    }
+    if (json_is_string(j))
+        return api_bad(c, path, "`%s` must be one of %s, got \"%.64s\"", path, list,
+                       json_string_value(j));
+    return api_bad(c, path, "`%s` must be a string, one of %s", path, list);
+}
+
+/* ---- arrays ------------------------------------------------------------------ */
+
+static int is_tensor(json_t *v) {
+    return json_is_object(v) && json_object_get(v, "dtype") && json_object_get(v, "data");
+}
+
+size_t api_rank(json_t *v) {
+    if (is_tensor(v)) {
+        json_t *s = json_object_get(v, "shape");
+        return json_is_array(s) ? json_array_size(s) : 0;
+    }
+    size_t r = 0;
+    while (json_is_array(v) && r < 8) {
+        r++;
+        v = json_array_get(v, 0);
+    }
+    return r;
+}
+
+/* path[i][j]... for the index prefix idx[0..depth). */
+static const char *index_path(char *buf, size_t n, const char *path,
+                              const size_t *idx, size_t depth) {
+    size_t l = (size_t)snprintf(buf, n, "%s", path);
+    for (size_t d = 0; d < depth && l < n; d++)
+        l += (size_t)snprintf(buf + l, n - l, "[%zu]", idx[d]);
+    return buf;
+}
+
+static const char *rank_name(size_t rank) {
+    static const char *names[] = {"a number", "a 1-D array", "a 2-D array",
+                                  "a 3-D array", "a 4-D array"};
+    return names[rank < 5 ? rank : 4];
+}
+
+typedef struct {
+    api_ctx *c;
+    const char *path;
+    size_t rank;
+    const size_t *dims;
+    int integer;
+    api_arr *out;
+    size_t pos;
+    size_t idx[4];
+} fill_state;
+
+static int fill(fill_state *s, json_t *v, size_t depth) {
+    char p[256];
+    if (depth == s->rank) {
+        index_path(p, sizeof p, s->path, s->idx, depth);
+        if (s->integer) {
+            if (!json_is_integer(v))
+                return api_bad(s->c, p, "`%s` must be an integer", p);
+            s->out->i[s->pos++] = (int64_t)json_integer_value(v);
+        } else {
+            if (!json_is_number(v)) return api_bad(s->c, p, "`%s` must be a number", p);
+            s->out->f[s->pos++] = json_number_value(v);
+        }
+        return 0;
+    }
+    if (!json_is_array(v)) {
+        index_path(p, sizeof p, s->path, s->idx, depth);
+        return api_bad(s->c, p, "`%s` must be %s (%zu more nested level%s)", p,
+                       rank_name(s->rank - depth), s->rank - depth,
+                       s->rank - depth > 1 ? "s" : "");
+    }
+    if (json_array_size(v) != s->dims[depth]) {
+        index_path(p, sizeof p, s->path, s->idx, depth);
+        return api_bad(s->c, p, "`%s` has %zu entries where %zu are expected (ragged or "
+                       "mismatched shape)", p, json_array_size(v), s->dims[depth]);
+    }
+    for (size_t k = 0; k < s->dims[depth]; k++) {
+        s->idx[depth] = k;
+        if (fill(s, json_array_get(v, k), depth + 1)) return -1;
+    }
+    return 0;
+}
+
+static int b64val(int ch) {
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+}
+
+/* Decodes standard base64 (padding optional) into out (n bytes exactly
+ * expected). Returns the decoded length, or -1 on a bad character. */
+static long b64_decode(const char *s, size_t len, unsigned char *out, size_t cap) {
+    while (len && s[len - 1] == '=') len--;
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t k = 0; k < len; k++) {
+        int v = b64val((unsigned char)s[k]);
+        if (v < 0) return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap) return (long)cap + 1;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+static int read_tensor(api_ctx *c, json_t *v, const char *path, size_t rank,
+                       const size_t *want, int integer, api_arr *out) {
+    static const char *const keys[] = {"dtype", "shape", "data", NULL};
+    static const char *const dtypes[] = {"float64", "float32", "int32", "int64", NULL};
+    static const size_t sizes[] = {8, 4, 4, 8};
+    char p[256];
+    if (api_keys(c, v, path, keys)) return -1;
+    int dt = 0;
+    if (api_get_enum(c, v, "dtype", api_path(p, sizeof p, path, "dtype"), dtypes, &dt) < 0)
+        return -1;
+    if (integer && dt < 2)
+        return api_bad(c, api_path(p, sizeof p, path, "dtype"),
+                       "`%s` holds integers: its dtype must be \"int32\" or \"int64\"", path);
+    if (!integer && dt >= 2)
+        return api_bad(c, api_path(p, sizeof p, path, "dtype"),
+                       "`%s` holds real numbers: its dtype must be \"float64\" or \"float32\"", path);
+    json_t *shape = json_object_get(v, "shape");
+    api_path(p, sizeof p, path, "shape");
+    if (!json_is_array(shape) || json_array_size(shape) != rank)
+        return api_bad(c, p, "`%s` must be a list of %zu lengths (%s)", p, rank, rank_name(rank));
+    out->rank = rank;
+    out->n = 1;
+    for (size_t k = 0; k < rank; k++) {
+        json_t *d = json_array_get(shape, k);
+        if (!json_is_integer(d) || json_integer_value(d) < 1)
+            return api_bad(c, p, "`%s[%zu]` must be a positive integer", p, k);
+        size_t len = (size_t)json_integer_value(d);
+        if (want[k] && len != want[k])
+            return api_bad(c, path, "`%s` has length %zu on axis %zu where %zu is expected",
+                           path, len, k, want[k]);
+        out->dims[k] = len;
+        if (out->n > ((size_t)1 << 40) / len)
+            return api_err(c, 413, "payload_too_large", p, "`%s` describes too large a tensor", p);
+        out->n *= len;
+    }
+    json_t *data = json_object_get(v, "data");
+    api_path(p, sizeof p, path, "data");
+    if (!json_is_string(data)) return api_bad(c, p, "`%s` must be a base64 string", p);
+    size_t slen = json_string_length(data), nbytes = out->n * sizes[dt];
+    if (slen / 4 * 3 > nbytes + 3 || nbytes > slen / 4 * 3 + 3)
+        return api_bad(c, p, "`%s` holds about %zu bytes, but dtype %s and shape give %zu",
+                       p, slen / 4 * 3, dtypes[dt], nbytes);
+    unsigned char *raw = api_alloc(c, nbytes + 3, 1);
+    if (!raw) return -1;
+    long got = b64_decode(json_string_value(data), slen, raw, nbytes + 3);
+    if (got < 0) return api_bad(c, p, "`%s` is not valid base64", p);
+    if ((size_t)got != nbytes)
+        return api_bad(c, p, "`%s` decodes to %ld bytes, but dtype %s and shape give %zu", p,
+                       got, dtypes[dt], nbytes);
+    if (integer) {
+        if (!(out->i = api_alloc(c, out->n, sizeof *out->i))) return -1;
+    } else if (!(out->f = api_alloc(c, out->n, sizeof *out->f))) return -1;
+    /* Little-endian on the wire; memcpy per element keeps alignment safe. */
+    for (size_t k = 0; k < out->n; k++) {
+        const unsigned char *e = raw + k * sizes[dt];
+        if (dt == 0) {
+            double d;
+            memcpy(&d, e, 8);
+            out->f[k] = d;
+        } else if (dt == 1) {
+            float f;
+            memcpy(&f, e, 4);
+            out->f[k] = (double)f;
+        } else if (dt == 2) {
+            int32_t x;
+            memcpy(&x, e, 4);
+            out->i[k] = x;
+        } else {
+            int64_t x;
+            memcpy(&x, e, 8);
+            out->i[k] = x;
+        }
+        if (!integer && !isfinite(out->f[k])) {
+            size_t idx[4], rem = k;
+            for (size_t d = rank; d-- > 0;) {
+                idx[d] = rem % out->dims[d];
+                rem /= out->dims[d];
+            }
+            index_path(p, sizeof p, path, idx, rank);
+            return api_bad(c, p, "`%s` must be finite, got %g", p, out->f[k]);
+        }
+    }
+    return 0;
+}
+
+int api_read(api_ctx *c, json_t *v, const char *path, size_t rank,
+             const size_t *want, int integer, api_arr *out) {
+    memset(out, 0, sizeof *out);
+    if (is_tensor(v)) return read_tensor(c, v, path, rank, want, integer, out);
+    /* Shape from the first element of each level, then a checked fill. */
+    json_t *e = v;
+    out->rank = rank;
+    out->n = 1;
+    for (size_t d = 0; d < rank; d++) {
+        char p[256];
+        size_t idx[4] = {0};
+        index_path(p, sizeof p, path, idx, d);
+        if (!json_is_array(e))
+            return api_bad(c, p, "`%s` must be %s", p, rank_name(rank - d));
+        size_t len = json_array_size(e);
+        if (len == 0) return api_bad(c, p, "`%s` must not be empty", p);
+        if (want[d] && len != want[d])
+            return api_bad(c, p, "`%s` has %zu entries where %zu are expected (its shape "
+                           "must match the arrays before it)", p, len, want[d]);
+        out->dims[d] = len;
+        out->n *= len;
+        e = json_array_get(e, 0);
+    }
+    if (integer) {
+        if (!(out->i = api_alloc(c, out->n, sizeof *out->i))) return -1;
+    } else if (!(out->f = api_alloc(c, out->n, sizeof *out->f))) return -1;
+    fill_state s = {c, path, rank, out->dims, integer, out, 0, {0}};
+    return fill(&s, v, 0);
+}
+
+/* ==== writing arrays ============================================================== */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void write_b64(api_buf *b, const unsigned char *d, size_t n) {
+    if (buf_reserve(b, (n + 2) / 3 * 4 + 2)) return;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    size_t k = 0;
+    for (; k + 3 <= n; k += 3) {
+        unsigned v = (unsigned)d[k] << 16 | (unsigned)d[k + 1] << 8 | d[k + 2];
+        *o++ = B64[v >> 18], *o++ = B64[(v >> 12) & 63], *o++ = B64[(v >> 6) & 63],
+        *o++ = B64[v & 63];
+    }
+    if (k < n) {
+        unsigned v = (unsigned)d[k] << 16 | (k + 1 < n ? (unsigned)d[k + 1] << 8 : 0);
+        *o++ = B64[v >> 18], *o++ = B64[(v >> 12) & 63];
+        *o++ = k + 1 < n ? B64[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    b->p[b->len] = '\0';
+}
+
+static void write_nested(api_buf *b, const double *f, const int64_t *i,
+                         size_t rank, const size_t *dims, size_t *pos) {
+    if (rank == 0) {
+        if (f) w_double(b, f[(*pos)++]);
+        else w_int(b, i[(*pos)++]);
+        return;
+    }
+    sep(b);
+    w_raw(b, "[", 1);
+    for (size_t k = 0; k < dims[0]; k++) write_nested(b, f, i, rank - 1, dims + 1, pos);
+    w_raw(b, "]", 1);
+    b->need_comma = 1;
+}
+
+void api_write(api_ctx *c, const double *f, const int64_t *i, size_t rank,
+               const size_t *dims) {
+    api_buf *b = &c->out;
+    size_t pos = 0;
+    if (!c->base64 || rank == 0) {
+        write_nested(b, f, i, rank, dims, &pos);
+        return;
+    }
+    size_t n = 1;
+    for (size_t k = 0; k < rank; k++) n *= dims[k];
+    w_obj_begin(b);
+    w_key(b, "dtype");
+    w_string(b, f ? "float64" : "int64");
+    w_key(b, "shape");
+    sep(b);
+    w_raw(b, "[", 1);
+    for (size_t k = 0; k < rank; k++) w_int(b, (int64_t)dims[k]);
+    w_raw(b, "]", 1);
+    b->need_comma = 1;
+    w_key(b, "data");
+    /* The host is little-endian x86-64/aarch64: the bytes are the wire's. */
+    write_b64(b, f ? (const unsigned char *)f : (const unsigned char *)i, n * 8);
+    b->need_comma = 1;
+    w_obj_end(b);
+}
+
+uint64_t api_random_seed(void) {
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec;
+    }
+    return s & GS_SEED_MAX;
+}
