@@ -44,7 +44,7 @@ int api_entropy_parse(api_ctx *c, json_t *root) {
     if (mc && j->estimator == GS_EST_SCORE && j->baseline == GS_BASELINE_LOO && r->M < 2)
         return api_bad(c, "samples", "baseline \"loo\" needs samples >= 2, got %zu (or send "
                        "baseline \"none\")", r->M);
-    if (api_charge(c, d->rows * d->dim * (mc ? r->M : 1))) return -1;
+    if (api_charge(c, d->rows, mc ? r->M : 1, d->dim)) return -1;
     j->samples = mc ? r->M : 1;
     gs_rng_init(&j->rng, r->seed);
     j->noise.eps = NULL;
@@ -127,7 +127,7 @@ int api_sample_parse(api_ctx *c, json_t *root) {
     j->dist = *d;
     gs_rng_init(&j->rng, r->seed);
     size_t B = d->rows, M = j->samples, D = d->dim;
-    if (api_charge(c, B * M * D)) return -1;
+    if (api_charge(c, B, M, D)) return -1;
     if (!(j->log_prob = api_alloc(c, B * M, sizeof(double)))) return -1;
     if (d->type == GS_CATEGORICAL) {
         if (!(j->actions = api_alloc(c, B * M, sizeof(int64_t)))) return -1;
@@ -203,7 +203,7 @@ int api_log_prob_parse(api_ctx *c, json_t *root) {
     j->actions = x.i;
     j->x = x.f;
     size_t B = d->rows, M = j->samples;
-    if (api_charge(c, B * M * d->dim)) return -1;
+    if (api_charge(c, B, M, d->dim)) return -1;
     if (!(j->log_prob = api_alloc(c, B * M, sizeof(double))) || api_pgrad_alloc(c, &r->dist, &j->grad))
         return -1;
     c->rows = B;

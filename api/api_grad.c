@@ -49,7 +49,7 @@ int api_reparam_parse(api_ctx *c, json_t *root) {
     j->noise = r->noise.noise;
     j->grad_x = gx.f;
     j->grad_log_prob = has_glp ? glp.f : NULL;
-    if (api_charge(c, B * M * D)) return -1;
+    if (api_charge(c, B, M, D)) return -1;
     if (!(j->x = api_alloc(c, B * M * D, sizeof(double))) ||
         !(j->log_prob = api_alloc(c, B * M, sizeof(double))) || api_pgrad_alloc(c, d, &j->grad))
         return -1;
@@ -150,7 +150,7 @@ int api_score_parse(api_ctx *c, json_t *root) {
         if (cat) j->rng = &nz->noise.rng;
         else j->noise = &nz->noise;
     }
-    if (api_charge(c, B * M * d->d.dim)) return -1;
+    if (api_charge(c, B, M, d->d.dim)) return -1;
     if (!(j->value = api_alloc(c, B, sizeof(double))) || api_pgrad_alloc(c, d, &j->grad))
         return -1;
     if (M >= 2 && (!(j->se_value = api_alloc(c, B, sizeof(double))) ||

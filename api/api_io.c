@@ -163,7 +163,11 @@ int api_bad(api_ctx *c, const char *field, const char *fmt, ...) {
     return -1;
 }
 
-int api_charge(api_ctx *c, size_t numbers) {
+int api_charge(api_ctx *c, size_t rows, size_t samples, size_t dims) {
+    size_t numbers;
+    if (__builtin_mul_overflow(rows, samples, &numbers) ||
+        __builtin_mul_overflow(numbers, dims, &numbers))
+        numbers = SIZE_MAX;
     c->cost = numbers;
     if (numbers > c->lim->max_numbers)
         return api_err(c, 413, "payload_too_large", NULL,

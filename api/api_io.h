@@ -63,8 +63,9 @@ int api_err(api_ctx *c, int status, const char *code, const char *field,
 int api_bad(api_ctx *c, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4))); /* 400 invalid_argument */
 
-/* Checks the cost (numbers computed) against the limit: 413 beyond it. */
-int api_charge(api_ctx *c, size_t numbers);
+/* Checks the cost rows x samples x dims (numbers computed) against the
+ * limit, without overflow: 413 beyond it. */
+int api_charge(api_ctx *c, size_t rows, size_t samples, size_t dims);
 
 /* ---- reading fields ------------------------------------------------------------ */
 

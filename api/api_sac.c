@@ -83,7 +83,7 @@ int api_sac_actor_parse(api_ctx *c, json_t *root) {
     j->q = q.f;
     j->actions = sampled ? act.i : NULL;
     j->samples = M;
-    if (api_charge(c, B * K * M)) return -1;
+    if (api_charge(c, B, M, K)) return -1;
     if (!(j->loss = api_alloc(c, B, sizeof(double))) ||
         !(j->entropy = api_alloc(c, B, sizeof(double))) || api_pgrad_alloc(c, d, &j->grad))
         return -1;
@@ -156,7 +156,7 @@ int api_sac_policy_parse(api_ctx *c, json_t *root) {
     j->K = K;
     j->q = d->d.logits;
     gs_rng_init(&j->rng, r->seed);
-    if (api_charge(c, B * K * (M > 1 ? M : 1))) return -1;
+    if (api_charge(c, B, M > 1 ? M : 1, K)) return -1;
     if (!(j->probs = api_alloc(c, B * K, sizeof(double))) ||
         !(j->log_probs = api_alloc(c, B * K, sizeof(double))) ||
         !(j->entropy = api_alloc(c, B, sizeof(double))) ||
@@ -233,7 +233,7 @@ int api_sac_continuous_parse(api_ctx *c, json_t *root) {
     j->noise = r->noise.noise;
     j->dq_da = dq.f;
     j->q = has_q ? q.f : NULL;
-    if (api_charge(c, B * M * D)) return -1;
+    if (api_charge(c, B, M, D)) return -1;
     if (!(j->entropy = api_alloc(c, B, sizeof(double))) ||
         !(j->log_prob = api_alloc(c, B * M, sizeof(double))) ||
         !(j->actions = api_alloc(c, B * M * D, sizeof(double))) ||
