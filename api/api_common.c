@@ -161,8 +161,8 @@ int api_read_seed(api_ctx *c, json_t *root, uint64_t *seed, int *has) {
 int api_read_samples(api_ctx *c, json_t *root, int64_t lo, int64_t def,
                      size_t *m, int *has) {
     int64_t v = def;
-    int64_t hi = (int64_t)(c->lim->max_numbers < ((size_t)1 << 40) ? c->lim->max_numbers
-                                                                   : (size_t)1 << 40);
+    /* The sample index is 32 bits of the Philox counter: at most 2^32 - 1. */
+    int64_t hi = (int64_t)(c->lim->max_numbers < UINT32_MAX ? c->lim->max_numbers : UINT32_MAX);
     json_t *j = json_object_get(root, "samples");
     if (j && json_is_integer(j) && json_integer_value(j) > hi && lo <= hi)
         return api_err(c, 413, "payload_too_large", "samples",
