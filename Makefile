@@ -33,7 +33,10 @@ TEST_SRC   := $(wildcard tests/test_*.c)
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 API_OBJ    := $(API_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
-TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# test_http* suites talk to a running server: tests/run-http.sh starts one.
+HTTP_SRC   := $(filter tests/test_http%,$(TEST_SRC))
+HTTP_BIN   := $(HTTP_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_BIN   := $(filter-out $(HTTP_BIN),$(TEST_SRC:tests/%.c=$(BUILD)/tests/%))
 
 LIB        := $(BUILD)/libgradserve.a
 APILIB     := $(BUILD)/libgsapi.a
@@ -84,7 +87,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; CK_DEFAULT_TIMEOUT=120 $$t; done
 
-test: unit $(if $(SERVER_SRC),$(SERVER))
+test: unit $(if $(SERVER_SRC),$(SERVER)) $(HTTP_BIN)
 	@if [ -x tests/run-http.sh ] && [ -n "$(SERVER_SRC)" ]; then BUILD=$(BUILD) tests/run-http.sh; fi
 
 run: $(SERVER)
