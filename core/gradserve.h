@@ -10,5 +10,6 @@
 #include "gs_dist.h"
 #include "gs_estim.h"
 #include "gs_sac.h"
+#include "gs_head.h"
 
 #endif

@@ -46,8 +46,10 @@ static void score_terms(const gs_dist *d, gs_ws *w, const double *wt) {
 /* Reduces the row's terms into grad and se_grad (when wanted), converting
  * the scale gradient to d/dsigma if the caller sent sigma. */
 static void reduce_grad(const gs_dist *d, gs_ws *w, size_t b,
-                        const gs_pgrad *g, const gs_pgrad *se) {
+                        const gs_pgrad *g, const gs_pgrad *se,
+                        const gs_pgrad *terms) {
     size_t D = d->dim, M = w->M;
+    gs_export_terms(d, w, b, terms);
     double *se0 = se->p0 ? se->p0 + b * D : NULL;
     gs_reduce_terms(w->g0, M, D, g->p0 + b * D, se0);
     if (d->type == GS_CATEGORICAL) return;
@@ -135,7 +137,7 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
                 w->g1[j] = 1.0 - 2.0 * t * w->sigma[i] * w->eps[j];
             }
     }
-    reduce_grad(d, w, b, &job->grad, &job->se_grad);
+    reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
 }
 
 int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
@@ -196,7 +198,7 @@ int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
                 w.g1[j] = gx[j] * dxdmu * se + c * (-1.0 + 2.0 * t * se);
             }
         }
-        reduce_grad(d, &w, b, &job->grad, &job->se_grad);
+        reduce_grad(d, &w, b, &job->grad, &job->se_grad, &job->terms);
         rc = check_row(err, d, &w, b, GS_IN_GRAD_X, NULL, NULL, &job->grad,
                        job->se_grad.p0 ? &job->se_grad : NULL);
     }
@@ -238,7 +240,7 @@ int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err) {
         /* g_m = (f_m - b_m) dl(x_m)/dtheta; loo b_m = mean of the others. */
         gs_baseline_apply(job->baseline, f, M, w.w);
         score_terms(d, &w, w.w);
-        reduce_grad(d, &w, b, &job->grad, &job->se_grad);
+        reduce_grad(d, &w, b, &job->grad, &job->se_grad, &job->terms);
         rc = check_row(err, d, &w, b, GS_IN_F, job->value, job->se_value,
                        &job->grad, job->se_grad.p0 ? &job->se_grad : NULL);
     }

@@ -32,6 +32,8 @@ typedef struct {
     gs_pgrad grad;          /* rows x dim */
     double *se_entropy;     /* rows, or NULL: no standard errors */
     gs_pgrad se_grad;       /* with se_entropy */
+    gs_pgrad terms;         /* Monte Carlo: per-sample gradient terms,
+                               rows x M x dim, or p0 NULL: not wanted */
 } gs_entropy_job;
 
 /* Entropy and an unbiased estimate of its gradient per row:
@@ -53,6 +55,7 @@ typedef struct {
     double *log_prob;            /* rows x M */
     gs_pgrad grad;
     gs_pgrad se_grad;            /* p0 NULL: not wanted */
+    gs_pgrad terms;              /* per-sample terms, rows x M x D, or NULL */
 } gs_reparam_job;
 
 int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err);
@@ -74,6 +77,7 @@ typedef struct {
     gs_pgrad grad;
     double *se_value;        /* rows, or NULL */
     gs_pgrad se_grad;
+    gs_pgrad terms;          /* per-sample terms, rows x M x dim, or NULL */
 } gs_score_job;
 
 int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err);

@@ -237,3 +237,15 @@ void gs_scale_to_sigma(const gs_dist *d, const gs_ws *w, double *g1,
         if (se1) se1[i] /= w->sigma[i];
     }
 }
+
+void gs_export_terms(const gs_dist *d, const gs_ws *w, size_t b,
+                     const gs_pgrad *terms) {
+    if (!terms || !terms->p0) return;
+    size_t D = d->dim, md = w->M * D;
+    memcpy(terms->p0 + b * md, w->g0, md * sizeof(double));
+    if (d->type == GS_CATEGORICAL) return;
+    double *t1 = terms->p1 + b * md;
+    memcpy(t1, w->g1, md * sizeof(double));
+    if (d->scale_is_sigma)
+        for (size_t j = 0; j < md; j++) t1[j] /= w->sigma[j % D];
+}

@@ -77,6 +77,11 @@ long gs_first_nonfinite(const double *a, size_t n);
 int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
                 long sample, long col);
 
+/* Copies the row's per-sample terms w->g0 (and g1) into terms (rows x M x
+ * dim) when terms->p0 is set, the scale's converted to d/dsigma. */
+void gs_export_terms(const gs_dist *d, const gs_ws *w, size_t b,
+                     const gs_pgrad *terms);
+
 /* Divides the scale gradient (and se) by sigma when the caller sent sigma. */
 void gs_scale_to_sigma(const gs_dist *d, const gs_ws *w, double *g1,
                        double *se1);

@@ -42,6 +42,7 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
                 t[w.k[m]] += w.w[m];
             }
             gs_reduce_terms(w.g0, M, K, g, job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL);
+            gs_export_terms(d, &w, b, &job->terms);
         }
         if (!isfinite(job->loss[b]) || (job->se_loss && job->actions && !isfinite(job->se_loss[b]))) {
             rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
@@ -134,6 +135,7 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
                 w.g0[j] = a * 2.0 * t - dq[j] * dadmu;
                 w.g1[j] = a * (-1.0 + 2.0 * t * se) - dq[j] * dadmu * se;
             }
+        gs_export_terms(d, &w, b, &job->terms);
         double *se0 = job->se_grad.p0 ? job->se_grad.p0 + b * D : NULL;
         double *se1 = job->se_grad.p0 ? job->se_grad.p1 + b * D : NULL;
         gs_reduce_terms(w.g0, M, D, job->grad.p0 + b * D, se0);

@@ -25,6 +25,7 @@ typedef struct {
     gs_pgrad grad;           /* p0: rows x K */
     double *se_loss;         /* rows, or NULL (sampled, M >= 2) */
     gs_pgrad se_grad;
+    gs_pgrad terms;          /* sampled: per-sample terms rows x M x K, or NULL */
 } gs_sac_discrete_job;
 
 int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
@@ -65,6 +66,7 @@ typedef struct {
     gs_pgrad grad;
     double *se_loss, *se_entropy; /* NULL: no standard errors */
     gs_pgrad se_grad;
+    gs_pgrad terms;          /* per-sample terms rows x M x D, or NULL */
 } gs_sac_continuous_job;
 
 int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
