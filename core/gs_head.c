@@ -72,9 +72,23 @@ void gs_head_reduce(size_t blocks, size_t n, const double *partials, double r,
     }
 }
 
-void gs_head_project_terms(const gs_head *h, const double *T, size_t M, size_t b,
-                           double *P, int accumulate) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)h->in, (int)h->out, 1.0,
-                T + b * M * h->out, (int)h->out, h->weight, (int)h->in,
-                accumulate ? 1.0 : 0.0, P, (int)h->in);
+void gs_head_features_se(const gs_head *heads, const double *const *T, int n,
+                         size_t M, size_t b, double *P, double *se) {
+    size_t in = heads[0].in;
+    for (int i = 0; i < n; i++) {
+        const gs_head *h = &heads[i];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)in, (int)h->out, 1.0,
+                    T[i] + b * M * h->out, (int)h->out, h->weight, (int)in, i ? 1.0 : 0.0, P,
+                    (int)in);
+    }
+    for (size_t j = 0; j < in; j++) {
+        double s = 0.0, ss = 0.0;
+        for (size_t m = 0; m < M; m++) s += P[m * in + j];
+        double mean = s / (double)M;
+        for (size_t m = 0; m < M; m++) {
+            double d = P[m * in + j] - mean;
+            ss += d * d;
+        }
+        se[j] = M > 1 ? sqrt(ss / (double)(M - 1) / (double)M) : 0.0;
+    }
 }

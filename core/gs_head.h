@@ -51,12 +51,13 @@ size_t gs_head_var_scratch(const gs_head *h);
 void gs_head_reduce(size_t blocks, size_t n, const double *partials, double r,
                     int sqrt_, double *out);
 
-/* The per-sample feature-gradient terms of row b: P (M x in) (+)= T_b W,
- * where T (rows x M x out) holds the per-sample gradient terms w.r.t. the
- * parameters. The standard error of the features gradient is that of P's
- * columns (the same samples drive every parameter, so their covariance
- * counts). */
-void gs_head_project_terms(const gs_head *h, const double *T, size_t M, size_t b,
-                           double *P, int accumulate);
+/* Standard errors of the features gradient of row b when n heads share
+ * the features: with T[i] (rows x M x out_i) the per-sample gradient terms
+ * w.r.t. head i's parameters, the per-sample feature terms are
+ * P = sum_i T[i]_b W_i (M x in), and se[j] = std(P[., j]) / sqrt(M). The
+ * covariance between a row's parameters (the same samples drive them all)
+ * is thereby counted. P is caller scratch of M x in doubles; se has in. */
+void gs_head_features_se(const gs_head *heads, const double *const *T, int n,
+                         size_t M, size_t b, double *P, double *se);
 
 #endif
