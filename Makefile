@@ -43,7 +43,7 @@ APILIB     := $(BUILD)/libgsapi.a
 SERVER     := $(BUILD)/gradserve
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit run bench bench-core clean format
+.PHONY: all deps test unit run bench bench-core bench-service clean format
 all: $(LIB) $(if $(SERVER_SRC),$(SERVER))
 
 # On a fresh machine the first build installs the Debian packages it needs.
@@ -92,6 +92,16 @@ test: unit $(if $(SERVER_SRC),$(SERVER)) $(HTTP_BIN)
 
 run: $(SERVER)
 	$(SERVER) --host 127.0.0.1 --port 8080
+
+# make bench: the core kernels against PyTorch, then the HTTP service against
+# a Flask + PyTorch service and a bare libmicrohttpd server (the ceiling).
+bench: bench-core bench-service
+
+bench-service: $(SERVER) $(BUILD)/bench/bare_mhd
+	sh bench/bench-service.sh $(SERVER) $(BUILD)/bench/bare_mhd
+
+$(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 bench-core: $(BUILD)/bench/bench_core
 	sh bench/bench-core.sh $(BUILD)/bench/bench_core
