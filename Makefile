@@ -26,12 +26,12 @@ FINAL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 FINAL_LIBS    = $(PKG_LIBS) -lpthread -lm $(LIBS)
 
 CORE_SRC   := $(wildcard core/*.c)
-API_SRC    := $(wildcard api/*.c)
+API_SRC    := $(wildcard api/*.c) $(wildcard api/*.cc)
 SERVER_SRC := $(wildcard server/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
-API_OBJ    := $(API_SRC:%.c=$(BUILD)/%.o)
+API_OBJ    := $(patsubst %.cc,$(BUILD)/%.o,$(API_SRC:%.c=$(BUILD)/%.o))
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 # test_http* suites talk to a running server: tests/run-http.sh starts one.
 HTTP_SRC   := $(filter tests/test_http%,$(TEST_SRC))
@@ -62,6 +62,13 @@ endif
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) $(CFLAGS_ISA) -c $< -o $@
+
+# The one C++ file: Dragonbox's shortest double-to-text (header-only), no
+# exceptions or RTTI, so no C++ runtime is needed at link time.
+DRAGONBOX_CFLAGS := -I$(firstword $(wildcard /usr/include/dragonbox-*))
+$(BUILD)/%.o: %.cc | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -fno-exceptions -fno-rtti $(SANFLAGS) $(DRAGONBOX_CFLAGS) -Iapi -MMD -MP $(CXXFLAGS) -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	$(AR) rcs $@ $^

@@ -1,6 +1,8 @@
 /* api_io.c - request context, field readers (JSON and base64 tensors) and the JSON writer. */
 #include "api_io.h"
 
+#include "api_dtoa.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,21 +65,10 @@ void w_key(api_buf *b, const char *key) {
     b->need_comma = 0;
 }
 
-/* Shortest of %.15g, %.16g, %.17g that reads back as the same double:
- * %.17g always does (IEEE 754 binary64 needs at most 17 digits). */
-static int fmt_double(char *s, double v) {
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(s, 32, "%.*g", prec, v);
-        if (prec == 17 || strtod(s, NULL) == v) break;
-    }
-    return n;
-}
-
 void w_double(api_buf *b, double v) {
     char s[32];
     sep(b);
-    w_raw(b, s, (size_t)fmt_double(s, v));
+    w_raw(b, s, (size_t)api_dtoa(v, s));
     b->need_comma = 1;
 }
 
