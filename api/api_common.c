@@ -25,8 +25,6 @@ static int read_param(api_ctx *c, json_t *obj, const char *dpath, const char *ke
 
 int api_dist_parse(api_ctx *c, json_t *root, const char *key, int accept,
                    api_dist *out) {
-    static const char *const keys[] = {"type", "logits", "loc", "log_scale", "scale",
-                                       "low", "high", NULL};
     memset(out, 0, sizeof *out);
     snprintf(out->path, sizeof out->path, "%s", key);
     const char *dp = out->path;
@@ -48,12 +46,15 @@ int api_dist_parse(api_ctx *c, json_t *root, const char *key, int accept,
             }
         return api_bad(c, p, "`%s` must be %s here, got \"%s\"", p, list, TYPES[type]);
     }
-    /* Keys that belong to another type are unknown for this one. */
+    /* Keys that belong to another type are unknown for this one. (The
+     * tanh_normal list used to be the union of all types' keys, which let
+     * a stray `logits` pass silently; found by tests/test_api_io.c.) */
     const char *const cat_keys[] = {"type", "logits", NULL};
     const char *const normal_keys[] = {"type", "loc", "log_scale", "scale", NULL};
+    const char *const tanh_keys[] = {"type", "loc", "log_scale", "scale", "low", "high", NULL};
     if (api_keys(c, obj, dp, type == GS_CATEGORICAL ? cat_keys
                              : type == GS_NORMAL    ? normal_keys
-                                                    : keys))
+                                                    : tanh_keys))
         return -1;
     gs_dist *d = &out->d;
     d->type = (gs_dist_type)type;
@@ -317,8 +318,38 @@ static void fmt_index(char *buf, size_t n, const char *path, int single, long ro
     if (col >= 0 && l < n) snprintf(buf + l, n - l, "[%ld]", col);
 }
 
+/* The first column of row b whose sigma is zero, subnormal or infinite
+ * (exp(log_scale) over- or underflowed, or a tiny `scale`), or -1. */
+static long bad_sigma_col(const api_dist *d, long b) {
+    if (!d || d->d.type == GS_CATEGORICAL || !d->d.scale || b < 0 || (size_t)b >= d->d.rows)
+        return -1;
+    for (size_t j = 0; j < d->d.dim; j++) {
+        double v = d->d.scale[(size_t)b * d->d.dim + j];
+        if (!isnormal(d->d.scale_is_sigma ? v : exp(v))) return (long)j;
+    }
+    return -1;
+}
+
 void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
     char base[128], p[256];
+    /* The core blames the scale only when the failing value has a column
+     * whose sigma it can look at; a per-row or per-sample log-density
+     * result (an entropy, a log_prob) comes with col -1, or col 0 from a
+     * sample index, blamed on `loc` (or on x for a density that
+     * underflows). When that row's sigma over- or underflowed, the scale is
+     * at fault (API.md §11): name it. A point outside a tanh_normal's
+     * support (x with its column) stays the point's fault. Found by
+     * tests/test_api_entropy.c: a tanh_normal with log_scale 800 named
+     * `distribution.loc[1]`. */
+    long sc = e->input == GS_IN_LOC || (e->input == GS_IN_X && e->col < 0)
+                  ? bad_sigma_col(d, e->row) : -1;
+    if (sc >= 0) {
+        gs_error s = *e;
+        s.input = GS_IN_SCALE;
+        s.col = sc;
+        api_kernel_error(c, d, &s);
+        return;
+    }
     long sample = e->sample;
     switch (e->input) {
     case GS_IN_LOGITS: api_path(base, sizeof base, d->path, "logits"); sample = -1; break;
