@@ -1,0 +1,843 @@
+/* test_api_io.c - the api layer's JSON and tensor reading, number writing, error bodies, limits, /v1/batch and /v1/info. */
+#include "test_api_util.h"
+
+static const char *CAT = "{\"type\":\"categorical\",\"logits\":[[0.1,2.0,-1.0],[1,1,1]]}";
+
+/* ==== invalid JSON and the shape of errors ======================================= */
+
+START_TEST(invalid_json_reports_line_and_column) {
+    struct { const char *body; const char *where; } cases[] = {
+        {"{\"distribution\": [1, 2", "line 1, column"},
+        {"{\"distribution\": {\"type\": \"categorical\", \"logits\": [NaN]}}", "line 1, column"},
+        {"{\n  \"distribution\":\n    {\"type\": \"normal\", \"loc\": [Infinity]}}", "line 3, column"},
+        {"{\"samples\": -Infinity}", "line 1, column"},
+        {"{\"samples\": nan}", "line 1, column"},
+        {"", "line 1, column"},
+        {"{} {}", "line 1, column"},
+        {"{\"a\": \"\xff\"}", "line 1, column"},
+        {"{'a': 1}", "line 1, column"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        resp r = call("entropy", cases[k].body);
+        expect_error(r, 400, "invalid_json", NULL);
+        const char *m = json_string_value(jget(r.j, "error.message"));
+        ck_assert_msg(strstr(m, cases[k].where), "case %zu: %s", k, m);
+        resp_free(&r);
+    }
+    /* the same through every endpoint and the batch */
+    const char *ops[] = {"sample", "log_prob", "reparam", "score", "sac/discrete/actor",
+                         "sac/discrete/policy", "sac/continuous/actor", "batch"};
+    for (int k = 0; k < 8; k++) {
+        resp r = call(ops[k], "{\"q\": [NaN]}");
+        expect_error(r, 400, "invalid_json", NULL);
+        resp_free(&r);
+    }
+}
+END_TEST
+
+START_TEST(valid_json_that_is_not_a_request) {
+    call_error("entropy", "[1, 2]", 400, "invalid_argument", NULL);
+    call_error("entropy", "\"entropy\"", 400, "invalid_argument", NULL);
+    call_error("batch", "[]", 400, "invalid_argument", NULL);
+    /* numbers beyond a double or a 64-bit integer */
+    call_error("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1e999]}}",
+               400, "invalid_argument", "*");
+    call_error("entropy", "{\"seed\": 99999999999999999999999}", 400, "invalid_argument", "*");
+    /* a key twice */
+    call_error("entropy", "{\"samples\": 2, \"samples\": 3}", 400, "invalid_argument", "*");
+}
+END_TEST
+
+/* Unknown, missing and mistyped fields, each with its path. */
+START_TEST(field_errors_name_their_path) {
+    struct { const char *op, *body, *field; } cases[] = {
+        /* unknown fields, at every level */
+        {"entropy", "{\"distribution\": %s, \"sample\": 3}", "sample"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1], \"temp\": 1}}",
+         "distribution.temp"},
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"loc\": [1], \"log_scale\": [0], "
+                    "\"logits\": [1]}}", "distribution.logits"},
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"loc\": [1], \"log_scale\": [0], "
+                    "\"low\": [-1], \"high\": [1]}}", "distribution.low"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1], \"scale\": [1], "
+                    "\"logits\": [1, 2]}}", "distribution.logits"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1, 2], "
+                    "\"loc\": [1, 2]}}", "distribution.loc"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": \"float64\", "
+                    "\"shape\": [1], \"data\": \"AAAAAAAAAAA=\", \"order\": \"C\"}}}",
+         "distribution.logits.order"},
+        /* missing */
+        {"entropy", "{}", "distribution"},
+        {"entropy", "{\"distribution\": {\"logits\": [1]}}", "distribution.type"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\"}}", "distribution.logits"},
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"log_scale\": [1]}}", "distribution.loc"},
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"loc\": [1]}}", "distribution.log_scale"},
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"loc\": [1], \"scale\": [1], "
+                    "\"log_scale\": [0]}}", "distribution.scale"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1], \"scale\": [1], "
+                    "\"low\": [-1]}}", "distribution.high"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1], \"scale\": [1], "
+                    "\"high\": [1]}}", "distribution.low"},
+        /* wrong types */
+        {"entropy", "{\"distribution\": [1]}", "distribution"},
+        {"entropy", "{\"distribution\": {\"type\": 1, \"logits\": [1]}}", "distribution.type"},
+        {"entropy", "{\"distribution\": {\"type\": \"gaussian\", \"logits\": [1]}}", "distribution.type"},
+        {"entropy", "{\"distribution\": %s, \"samples\": \"5\"}", "samples"},
+        {"entropy", "{\"distribution\": %s, \"samples\": 2.5}", "samples"},
+        {"entropy", "{\"distribution\": %s, \"samples\": 1e2}", "samples"},
+        {"entropy", "{\"distribution\": %s, \"seed\": 1.5}", "seed"},
+        {"entropy", "{\"distribution\": %s, \"seed\": true}", "seed"},
+        {"entropy", "{\"distribution\": %s, \"estimator\": 3}", "estimator"},
+        {"entropy", "{\"distribution\": %s, \"output\": \"xml\"}", "output"},
+        {"entropy", "{\"distribution\": %s, \"output\": null}", "output"},
+        {"entropy", "{\"distribution\": %s, \"baseline\": 0}", "baseline"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": \"1,2\"}}",
+         "distribution.logits"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[0.1, \"2\"]]}}",
+         "distribution.logits[0][1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[0.1, null], [1, 2]]}}",
+         "distribution.logits[0][1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[0.1, 2], [1, [2]]]}}",
+         "distribution.logits[1][1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[0.1, 2], 3]}}",
+         "distribution.logits[1]"},
+        /* ragged and empty */
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[1, 2, 3], [1, 2]]}}",
+         "distribution.logits[1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[1, 2], [1, 2, 3]]}}",
+         "distribution.logits[1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": []}}", "distribution.logits"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[]]}}",
+         "distribution.logits[0]"},
+        /* out-of-range numbers */
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"loc\": [1, 2], \"scale\": [1, 0]}}",
+         "distribution.scale[1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"normal\", \"loc\": [[1, 2], [3, 4]], "
+                    "\"scale\": [[1, 1], [-0.5, 1]]}}", "distribution.scale[1][0]"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1, 2], \"scale\": [1, 1], "
+                    "\"low\": [-1, 1], \"high\": [1, 1]}}", "distribution.high[1]"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1, 2], \"scale\": [1, 1], "
+                    "\"low\": [2, -1], \"high\": [1, 1]}}", "distribution.high[0]"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1, 2], \"scale\": [1, 1], "
+                    "\"low\": [-1], \"high\": [1, 1]}}", "distribution.low"},
+        {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [1], \"scale\": [1], "
+                    "\"low\": [[-1]], \"high\": [[1]]}}", "distribution.low[0]"},
+        {"entropy", "{\"distribution\": %s, \"samples\": 0}", "samples"},
+        {"entropy", "{\"distribution\": %s, \"samples\": -5, \"estimator\": \"exact\"}", "samples"},
+        {"entropy", "{\"distribution\": %s, \"seed\": -1}", "seed"},
+        {"entropy", "{\"distribution\": %s, \"seed\": 9007199254740992}", "seed"},
+        {"sac/discrete/actor", "{\"logits\": [1, 2], \"q\": [1, 2], \"alpha\": -0.2}", "alpha"},
+        {"sac/discrete/policy", "{\"q\": [1, 2], \"alpha\": 0}", "alpha"},
+        {"sac/discrete/actor", "{\"logits\": [[1, 2]], \"actions\": [[0, 2]], \"q\": [[1, 2]], "
+                               "\"alpha\": 1}", "actions[0][1]"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char *b = fmt(cases[k].body, CAT);
+        resp r = call(cases[k].op, b);
+        ck_assert_msg(r.status == 400, "case %zu (%s): status %d: %s", k, b, r.status, r.body);
+        expect_error(r, 400, "invalid_argument", cases[k].field);
+        /* a message a person can act on names the field (or its key) */
+        const char *m = json_string_value(jget(r.j, "error.message"));
+        const char *last = strrchr(cases[k].field, '.');
+        char key[64];
+        snprintf(key, sizeof key, "%s", last ? last + 1 : cases[k].field);
+        key[strcspn(key, "[")] = '\0';
+        ck_assert_msg(strstr(m, cases[k].field) || strstr(m, key), "case %zu: %s", k, m);
+        resp_free(&r);
+        free(b);
+    }
+}
+END_TEST
+
+START_TEST(error_body_and_ops) {
+    size_t len = 0;
+    char *b = api_error_body("not_found", "no path \"/v2\"", "x.y[1]", &len);
+    ck_assert_uint_eq(strlen(b), len);
+    json_t *j = json_loads(b, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(jget(j, "error.code")), "not_found");
+    ck_assert_str_eq(json_string_value(jget(j, "error.message")), "no path \"/v2\"");
+    ck_assert_str_eq(json_string_value(jget(j, "error.field")), "x.y[1]");
+    json_decref(j);
+    free(b);
+    b = api_error_body("overloaded", "busy", NULL, &len);
+    j = json_loads(b, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_null(jget(j, "error.field"));
+    json_decref(j);
+    free(b);
+    const char *ops[] = {"entropy", "sample", "log_prob", "reparam", "score", "sac/discrete/actor",
+                         "sac/discrete/policy", "sac/continuous/actor", "batch"};
+    for (int k = 0; k < 9; k++) ck_assert(api_is_op(ops[k]));
+    const char *no[] = {"", "v1/entropy", "entropy/", "Entropy", "sac", "info", "healthz", "head"};
+    for (int k = 0; k < 8; k++) {
+        ck_assert(!api_is_op(no[k]));
+        api_result r;
+        ck_assert_int_eq(api_handle(no[k], "{}", 2, default_limits(), NULL, &r), -1);
+    }
+    api_limits l;
+    api_limits_default(&l);
+    ck_assert_uint_eq(l.max_numbers, (size_t)1 << 26);
+    ck_assert_uint_eq(l.max_batch_items, 1024);
+}
+END_TEST
+
+START_TEST(info_body) {
+    api_limits l;
+    api_limits_default(&l);
+    l.max_numbers = 12345;
+    size_t len = 0;
+    char *b = api_info_body(&l, 3, &len);
+    ck_assert_uint_eq(strlen(b), len);
+    json_t *j = json_loads(b, JSON_REJECT_DUPLICATES, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "name")), "gradserve");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "version")), GS_VERSION);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "threads")), 3);
+    ck_assert_int_eq(json_integer_value(jget(j, "limits.max_numbers")), 12345);
+    ck_assert_int_eq(json_integer_value(jget(j, "limits.max_batch_items")), 1024);
+    ck_assert_int_eq(json_integer_value(jget(j, "limits.max_body")), (json_int_t)l.max_body);
+    json_t *d = json_object_get(j, "distributions");
+    ck_assert_uint_eq(json_array_size(d), 3);
+    const char *types[] = {"categorical", "normal", "tanh_normal"};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_str_eq(json_string_value(json_array_get(d, k)), types[k]);
+        ck_assert(json_is_array(json_object_get(json_object_get(j, "estimators"), types[k])));
+    }
+    json_t *ops = json_object_get(j, "operations");
+    ck_assert_uint_eq(json_array_size(ops), 9);
+    for (size_t k = 0; k < 9; k++) ck_assert(api_is_op(json_string_value(json_array_get(ops, k))));
+    json_decref(j);
+    free(b);
+}
+END_TEST
+
+/* Numbers are written as the shortest text that reads back the same. */
+START_TEST(numbers_are_shortest_round_trip) {
+    resp r = call("score", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [0, 0]}, "
+                           "\"x\": [0, 1], \"f\": [0.1, 0.1], \"baseline\": \"none\"}");
+    expect_ok(r);
+    ck_assert_msg(strstr(r.body, "\"value\":0.1,") != NULL, "%s", r.body);
+    resp_free(&r);
+    r = call("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [0, 0]}}");
+    expect_ok(r);
+    ck_assert_msg(strstr(r.body, "\"entropy\":0.6931471805599453,") != NULL, "%s", r.body);
+    resp_free(&r);
+    /* tiny and huge values, and their round trip */
+    double fs[] = {1e-300, 3e-7, 123456.75, 1e21, -2.5e150, 5e-324};
+    for (int k = 0; k < 6; k++) {
+        char *b = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [0, 0]}, "
+                      "\"x\": [0, 1], \"f\": [%.17g, %.17g], \"baseline\": \"none\"}", fs[k], fs[k]);
+        r = call("score", b);
+        expect_ok(r);
+        double v = json_number_value(json_object_get(r.j, "value"));
+        ck_assert_msg(v == fs[k], "%.17g printed as %s", fs[k], r.body);
+        resp_free(&r);
+        free(b);
+    }
+}
+END_TEST
+
+/* ==== base64 tensors in ======================================================= */
+
+/* A request with the parameters as JSON, and with the same values as
+ * tensors of each dtype, gives the same bytes. */
+START_TEST(tensor_inputs_equal_json_inputs) {
+    double lg[6] = {0.1, 2.0, -1.0, 1.0, 1.5, -0.25};
+    size_t d2[2] = {2, 3};
+    char *t64 = tensor_json("float64", 2, d2, lg, sizeof lg);
+    char *a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"estimator\": "
+                  "\"score\", \"samples\": 4, \"seed\": 3}", t64);
+    resp ra = call("entropy", a);
+    resp rj = call("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": "
+                              "[[0.1, 2.0, -1.0], [1.0, 1.5, -0.25]]}, \"estimator\": \"score\", "
+                              "\"samples\": 4, \"seed\": 3}");
+    expect_ok(ra);
+    expect_same_body(ra, rj);
+    resp_free(&ra);
+    resp_free(&rj);
+    free(a);
+    free(t64);
+    /* float32: values widened to double */
+    float lf[6];
+    for (int k = 0; k < 6; k++) lf[k] = (float)lg[k];
+    char *t32 = tensor_json("float32", 2, d2, lf, sizeof lf);
+    a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", t32);
+    char *j = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [[%.17g, %.17g, %.17g], "
+                  "[%.17g, %.17g, %.17g]]}}", (double)lf[0], (double)lf[1], (double)lf[2],
+                  (double)lf[3], (double)lf[4], (double)lf[5]);
+    ra = call("entropy", a);
+    rj = call("entropy", j);
+    expect_ok(ra);
+    expect_same_body(ra, rj);
+    resp_free(&ra);
+    resp_free(&rj);
+    free(a);
+    free(j);
+    free(t32);
+    /* integers: int32 and int64 actions; a 1-D tensor is a single row */
+    int32_t x32[4] = {0, 2, 2, 1};
+    int64_t x64[4] = {0, 2, 2, 1};
+    size_t d1[1] = {4}, d12[2] = {1, 4};
+    char *i32 = tensor_json("int32", 2, d12, x32, sizeof x32);
+    char *i64 = tensor_json("int64", 2, d12, x64, sizeof x64);
+    char *s64 = tensor_json("int64", 1, d1, x64, sizeof x64);
+    const char *want = "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[0.5, 1, 2]]}, "
+                       "\"x\": [[0, 2, 2, 1]]}";
+    rj = call("log_prob", want);
+    expect_ok(rj);
+    char *ts[2] = {i32, i64};
+    for (int k = 0; k < 2; k++) {
+        a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [[0.5, 1, 2]]}, \"x\": %s}",
+                ts[k]);
+        ra = call("log_prob", a);
+        expect_same_body(ra, rj);
+        resp_free(&ra);
+        free(a);
+    }
+    resp_free(&rj);
+    a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [0.5, 1, 2]}, \"x\": %s}", s64);
+    ra = call("log_prob", a);
+    rj = call("log_prob", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [0.5, 1, 2]}, "
+                          "\"x\": [0, 2, 2, 1]}");
+    expect_ok(ra);
+    expect_same_body(ra, rj);
+    resp_free(&ra);
+    resp_free(&rj);
+    free(a);
+    /* actions of the sampled discrete actor as int32 */
+    a = fmt("{\"logits\": [[0.5, 1, 2]], \"actions\": %s, \"q\": [[1, 2, 3, 4]], \"alpha\": 0.3}", i32);
+    ra = call("sac/discrete/actor", a);
+    rj = call("sac/discrete/actor", "{\"logits\": [[0.5, 1, 2]], \"actions\": [[0, 2, 2, 1]], "
+                                    "\"q\": [[1, 2, 3, 4]], \"alpha\": 0.3}");
+    expect_ok(ra);
+    expect_same_body(ra, rj);
+    resp_free(&ra);
+    resp_free(&rj);
+    free(a);
+    free(i32);
+    free(i64);
+    free(s64);
+}
+END_TEST
+
+/* /v1/sample's base64 output fed back as /v1/reparam's eps. */
+START_TEST(tensor_output_round_trips_as_input) {
+    const char *dist = "{\"type\": \"tanh_normal\", \"loc\": [[0, 1], [0.5, -1]], \"scale\": [[0.3, 1.2], "
+                       "[1, 0.5]], \"low\": [-2, -1], \"high\": [2, 1]}";
+    char *sb64 = fmt("{\"distribution\": %s, \"samples\": 3, \"seed\": 11, \"output\": \"base64\"}", dist);
+    resp s = call("sample", sb64);
+    expect_ok(s);
+    json_t *eps = json_object_get(s.j, "eps");
+    ck_assert_str_eq(json_string_value(json_object_get(eps, "dtype")), "float64");
+    char *et = json_dumps(eps, JSON_COMPACT);
+    const char *gx = "[[[1, 2], [3, 4], [5, 6]], [[1, 0], [0, 1], [1, 1]]]";
+    char *a = fmt("{\"distribution\": %s, \"eps\": %s, \"grad_x\": %s}", dist, et, gx);
+    char *b = fmt("{\"distribution\": %s, \"seed\": 11, \"grad_x\": %s}", dist, gx);
+    resp ra = call("reparam", a), rb = call("reparam", b);
+    expect_ok(ra);
+    expect_ok(rb);
+    char *want = fmt("{\"seed\":11,%s", ra.body + 1);
+    ck_assert_str_eq(rb.body, want);
+    free(want);
+    resp_free(&ra);
+    resp_free(&rb);
+    free(a);
+    free(b);
+    free(et);
+    resp_free(&s);
+    free(sb64);
+}
+END_TEST
+
+START_TEST(tensor_errors_name_the_field) {
+    double v[6] = {1, 2, 3, 4, 5, 6};
+    int32_t iv[2] = {0, 1};
+    size_t d23[2] = {2, 3}, d22[2] = {2, 2}, d3[1] = {3}, d12[2] = {1, 2};
+    char *good = tensor_json("float64", 2, d23, v, sizeof v);
+    char *short_ = tensor_json("float64", 2, d23, v, 5 * sizeof(double));
+    char *long_ = tensor_json("float64", 2, d22, v, 6 * sizeof(double));
+    char *ints = tensor_json("int32", 2, d12, iv, sizeof iv);
+    char *flt = tensor_json("float64", 2, d12, v, 2 * sizeof(double));
+    char *flat = tensor_json("float64", 1, d3, v, 3 * sizeof(double));
+    double bad[6] = {1, 2, 3, 4, INFINITY, 6};
+    char *inf = tensor_json("float64", 2, d23, bad, sizeof bad);
+    float fbad[6] = {1, 2, 3, 4, 5, NAN};
+    char *nan32 = tensor_json("float32", 2, d23, fbad, sizeof fbad);
+    struct { const char *op; char *body; const char *field; } cases[] = {
+        {"entropy", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", short_),
+         "distribution.logits.data"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", long_),
+         "distribution.logits.data"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"normal\", \"loc\": %s, \"log_scale\": [[1, 2, 3]]}}",
+                        good), "distribution.log_scale"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"normal\", \"loc\": [[1, 2], [3, 4]], "
+                        "\"log_scale\": %s}}", good), "distribution.log_scale"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"normal\", \"loc\": [[1, 2, 3]], "
+                        "\"log_scale\": %s}}", good), "distribution.log_scale"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", ints),
+         "distribution.logits.dtype"},
+        {"log_prob", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [[1, 2]]}, \"x\": %s}",
+                         flt), "x.dtype"},
+        {"log_prob", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [[1, 2], [3, 4]]}, "
+                         "\"x\": %s}", ints), "x"},
+        {"log_prob", fmt("{\"distribution\": {\"type\": \"normal\", \"loc\": [[1, 2]], \"log_scale\": "
+                         "[[1, 2]]}, \"x\": %s}", flat), "x.shape"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", inf),
+         "distribution.logits[1][1]"},
+        {"entropy", fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", nan32),
+         "distribution.logits[1][2]"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float64\", \"shape\": [1], \"data\": \"AAAA*AAAAAA=\"}}}"),
+         "distribution.logits.data"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float16\", \"shape\": [1], \"data\": \"AAA=\"}}}"),
+         "distribution.logits.dtype"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float64\", \"shape\": [0], \"data\": \"\"}}}"),
+         "distribution.logits.shape"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float64\", \"shape\": 1, \"data\": \"AAAAAAAAAAA=\"}}}"),
+         "distribution.logits.shape"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float64\", \"data\": \"AAAAAAAAAAA=\"}}}"),
+         "distribution.logits.shape"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float64\", \"shape\": [1], \"data\": 5}}}"),
+         "distribution.logits.data"},
+        {"entropy", strdup("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                           "\"float64\", \"shape\": [1, 1, 1], \"data\": \"AAAAAAAAAAA=\"}}}"),
+         "distribution.logits.shape"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        resp r = call(cases[k].op, cases[k].body);
+        ck_assert_msg(r.status == 400, "case %zu: %d %s", k, r.status, r.body);
+        expect_error(r, 400, "invalid_argument", cases[k].field);
+        resp_free(&r);
+        free(cases[k].body);
+    }
+    /* a tensor that claims to be enormous */
+    call_error("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                          "\"float64\", \"shape\": [1073741824, 1048576], \"data\": \"\"}}}",
+               413, "payload_too_large", "*");
+    free(good);
+    free(short_);
+    free(long_);
+    free(ints);
+    free(flt);
+    free(flat);
+    free(inf);
+    free(nan32);
+}
+END_TEST
+
+/* ==== limits ====================================================================== */
+
+START_TEST(requests_over_the_limits_are_413) {
+    api_limits lim;
+    api_limits_default(&lim);
+    lim.max_numbers = 1000;
+    struct { const char *op, *body; int status; const char *field; } cases[] = {
+        /* 10 rows x 11 samples x 10 logits */
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"estimator\": "
+                    "\"score\", \"samples\": 11}", 413, "*"},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"estimator\": "
+                    "\"score\", \"samples\": 10}", 200, NULL},
+        /* exact: 100 numbers, samples ignored (but bounded) */
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"samples\": 10}",
+         200, NULL},
+        {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"samples\": 1001}",
+         413, "samples"},
+        {"sample", "{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"samples\": 11}",
+         413, "*"},
+        {"sample", "{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"samples\": 10}",
+         200, NULL},
+        {"sac/discrete/policy", "{\"q\": %s, \"alpha\": 1, \"samples\": 11}", 413, "*"},
+        {"sac/discrete/policy", "{\"q\": %s, \"alpha\": 1, \"samples\": 5000000000}", 413, "samples"},
+    };
+    double z[100];
+    for (int k = 0; k < 100; k++) z[k] = k % 7;
+    sb s = {0};
+    size_t d[2] = {10, 10};
+    sb_arr(&s, z, NULL, 2, d);
+    char *m = sb_take(&s);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char *b = fmt(cases[k].body, m);
+        resp r = call_with(cases[k].op, b, &lim, NULL);
+        if (cases[k].status == 200) expect_ok(r);
+        else expect_error(r, 413, "payload_too_large", cases[k].field);
+        resp_free(&r);
+        free(b);
+    }
+    free(m);
+    /* the default limit: samples beyond 2^26 */
+    call_error("sample", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1, 2]}, "
+                         "\"samples\": 4294967296}", 413, "payload_too_large", "samples");
+    call_error("sample", "{\"distribution\": {\"type\": \"normal\", \"loc\": [[1, 2], [1, 2]], "
+                         "\"log_scale\": [[0, 0], [0, 0]]}, \"samples\": 20000000}", 413,
+               "payload_too_large", "*");
+}
+END_TEST
+
+/* ==== /v1/batch ====================================================================== */
+
+/* The items of the batch test, and what each gives alone. */
+static const char *const ITEMS[][2] = {
+    {"entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [[1, 2], [0, 0]]}}"},
+    {"sample", "{\"distribution\": {\"type\": \"normal\", \"loc\": [0, 1], \"log_scale\": [0, 0]}, "
+               "\"samples\": 3, \"seed\": 8}"},
+    {"score", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [0, 1, 2]}, \"seed\": 2, "
+              "\"f\": [1, 2, 3, 4]}"},
+    {"entropy", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [0], \"scale\": [1]}, "
+                "\"estimator\": \"exact\"}"},
+    {"sac/discrete/actor", "{\"logits\": [[0.1, 2.0, -1.0]], \"q\": [[1, 2, 3]], \"alpha\": 0.2}"},
+    {"sac/continuous/actor", "{\"distribution\": {\"type\": \"tanh_normal\", \"loc\": [[0, 1]], "
+                             "\"log_scale\": [[-1, 0]]}, \"alpha\": 0.2, \"seed\": 4, \"dq_da\": "
+                             "[[[1, 0], [0, 1]]], \"q\": [[1, 2]], \"target_entropy\": -2}"},
+    {"sample", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1, 2]}, \"bogus\": 1}"},
+    {"reparam", "{\"distribution\": {\"type\": \"normal\", \"loc\": [0], \"log_scale\": [0]}, "
+                "\"eps\": [[1]], \"grad_x\": [[1]], \"output\": \"json\"}"},
+    {"log_prob", "{\"distribution\": {\"type\": \"normal\", \"loc\": [0], \"log_scale\": [0]}, "
+                 "\"x\": [[1e200]]}"},
+    {"sac/discrete/policy", "{\"q\": [1, 2, 3], \"alpha\": 0.5, \"samples\": 2, \"seed\": 1}"},
+};
+#define N_ITEMS (sizeof ITEMS / sizeof *ITEMS)
+
+static char *batch_body(const char *output) {
+    sb s = {0};
+    sb_printf(&s, "{\"requests\": [");
+    for (size_t k = 0; k < N_ITEMS; k++)
+        sb_printf(&s, "%s{\"op\": \"%s\", \"body\": %s}", k ? ", " : "", ITEMS[k][0], ITEMS[k][1]);
+    /* the malformed ones */
+    sb_printf(&s, ", {\"op\": \"nope\", \"body\": {}}, {\"op\": \"batch\", \"body\": {\"requests\": []}}, "
+                  "{\"op\": \"entropy\"}, {\"body\": {}}, 7, {\"op\": \"entropy\", \"body\": [1]}, "
+                  "{\"op\": \"entropy\", \"body\": {}, \"extra\": 1}, {\"op\": 5, \"body\": {}}]");
+    if (output) sb_printf(&s, ", \"output\": \"%s\"", output);
+    sb_printf(&s, "}");
+    return sb_take(&s);
+}
+
+static void expect_batch(const resp *r, int base64) {
+    json_t *items = json_object_get(r->j, "responses");
+    const char *k1[] = {"responses", NULL};
+    expect_keys(r->j, k1);
+    ck_assert_uint_eq(json_array_size(items), N_ITEMS + 8);
+    for (size_t k = 0; k < N_ITEMS; k++) {
+        json_t *it = json_array_get(items, k);
+        const char *ki[] = {"status", "body", NULL};
+        expect_keys(it, ki);
+        /* an item's own "output" wins over the batch's */
+        const char *body = ITEMS[k][1];
+        char *b = base64 && !strstr(body, "\"output\"")
+                      ? fmt("%.*s, \"output\": \"base64\"}", (int)strlen(body) - 1, body)
+                      : strdup(body);
+        resp alone = call(ITEMS[k][0], b);
+        ck_assert_int_eq(json_integer_value(json_object_get(it, "status")), alone.status);
+        ck_assert_msg(json_equal(json_object_get(it, "body"), alone.j), "item %zu: %s vs %s", k,
+                      json_dumps(json_object_get(it, "body"), JSON_COMPACT), alone.body);
+        resp_free(&alone);
+        free(b);
+    }
+    /* unknown op and nested batch: 404 naming op; the malformed: 400 */
+    int want[] = {404, 404, 400, 400, 400, 400, 400, 400};
+    const char *fields[] = {"op", "op", "body", "op", NULL, "body", "extra", "op"};
+    for (size_t k = 0; k < 8; k++) {
+        json_t *it = json_array_get(items, N_ITEMS + k);
+        ck_assert_int_eq(json_integer_value(json_object_get(it, "status")), want[k]);
+        json_t *e = jget(json_object_get(it, "body"), "error");
+        ck_assert_str_eq(json_string_value(json_object_get(e, "code")),
+                         want[k] == 404 ? "not_found" : "invalid_argument");
+        const char *f = json_string_value(json_object_get(e, "field"));
+        if (fields[k]) ck_assert_msg(f && !strcmp(f, fields[k]), "item %zu: field %s", k, f);
+        else ck_assert_ptr_null(f);
+    }
+}
+
+START_TEST(batch_items_in_order_and_isolated) {
+    char *b = batch_body(NULL);
+    resp r = call("batch", b);
+    expect_ok(r);
+    expect_batch(&r, 0);
+    /* rows and samples of the items add up */
+    size_t rows = 0;
+    for (size_t k = 0; k < N_ITEMS; k++) {
+        resp a = call(ITEMS[k][0], ITEMS[k][1]);
+        rows += a.rows;
+        resp_free(&a);
+    }
+    ck_assert_uint_eq(r.rows, rows);
+    resp_free(&r);
+    free(b);
+    b = batch_body("base64");
+    r = call("batch", b);
+    expect_ok(r);
+    expect_batch(&r, 1);
+    resp_free(&r);
+    free(b);
+    b = batch_body("json");
+    r = call("batch", b);
+    expect_ok(r);
+    expect_batch(&r, 0);
+    resp_free(&r);
+    free(b);
+}
+END_TEST
+
+START_TEST(batch_on_threads_is_byte_identical) {
+    char *b = batch_body("base64");
+    resp r = expect_parallel_identical("batch", b);
+    expect_ok(r);
+    resp_free(&r);
+    free(b);
+    /* items large enough to be split across the workers themselves */
+    tdist t = tdist_make(GS_TANH_NORMAL, 32, 3, 900, 0, 1);
+    tdist c = tdist_make(GS_CATEGORICAL, 32, 6, 901, 0, 0);
+    sb s = {0};
+    sb_printf(&s, "{\"requests\": [");
+    for (int k = 0; k < 6; k++) {
+        sb_printf(&s, "%s{\"op\": \"%s\", \"body\": {\"distribution\": ", k ? ", " : "",
+                  k % 2 ? "sample" : "entropy");
+        sb_tdist(&s, k % 3 ? &t : &c, 0);
+        sb_printf(&s, ", \"samples\": %d, \"seed\": %d%s}}", 4 + k, k,
+                  k % 3 ? "" : ", \"estimator\": \"score\"");
+    }
+    sb_printf(&s, "]}");
+    b = sb_take(&s);
+    r = expect_parallel_identical("batch", b);
+    expect_ok(r);
+    resp_free(&r);
+    free(b);
+    tdist_free(&t);
+    tdist_free(&c);
+}
+END_TEST
+
+START_TEST(batch_errors_and_limits) {
+    call_error("batch", "{}", 400, "invalid_argument", "requests");
+    call_error("batch", "{\"requests\": {}}", 400, "invalid_argument", "requests");
+    call_error("batch", "{\"requests\": [], \"mode\": 1}", 400, "invalid_argument", "mode");
+    call_error("batch", "{\"requests\": [], \"output\": \"hex\"}", 400, "invalid_argument", "output");
+    resp r = call("batch", "{\"requests\": []}");
+    expect_ok(r);
+    ck_assert_str_eq(r.body, "{\"responses\":[]}");
+    resp_free(&r);
+    api_limits lim;
+    api_limits_default(&lim);
+    lim.max_batch_items = 3;
+    const char *item = "{\"op\": \"entropy\", \"body\": {\"distribution\": {\"type\": \"categorical\", "
+                       "\"logits\": [1, 2]}}}";
+    char *b3 = fmt("{\"requests\": [%s, %s, %s]}", item, item, item);
+    char *b4 = fmt("{\"requests\": [%s, %s, %s, %s]}", item, item, item, item);
+    r = call_with("batch", b3, &lim, NULL);
+    expect_ok(r);
+    resp_free(&r);
+    r = call_with("batch", b4, &lim, NULL);
+    expect_error(r, 413, "payload_too_large", "requests");
+    resp_free(&r);
+    free(b3);
+    free(b4);
+    /* the numbers limit: each item fits, the batch does not; an item over
+     * it alone is a 413 item */
+    api_limits_default(&lim);
+    lim.max_numbers = 100;
+    const char *i60 = "{\"op\": \"sample\", \"body\": {\"distribution\": {\"type\": \"categorical\", "
+                      "\"logits\": [1, 2]}, \"samples\": 30}}";
+    const char *i200 = "{\"op\": \"sample\", \"body\": {\"distribution\": {\"type\": \"categorical\", "
+                       "\"logits\": [1, 2]}, \"samples\": 100}}";
+    char *b = fmt("{\"requests\": [%s, %s]}", i60, i60);
+    r = call_with("batch", b, &lim, NULL);
+    expect_error(r, 413, "payload_too_large", "requests");
+    resp_free(&r);
+    free(b);
+    b = fmt("{\"requests\": [%s, %s]}", i60, i200);
+    r = call_with("batch", b, &lim, NULL);
+    expect_ok(r);
+    json_t *items = json_object_get(r.j, "responses");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(items, 0), "status")), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(items, 1), "status")), 413);
+    resp_free(&r);
+    free(b);
+}
+END_TEST
+
+/* ==== extreme values ================================================================ */
+
+/* Values at the edges of the doubles, for parameters and per-sample inputs. */
+static const double EXTREME[] = {0, 1, -1, 0.5, -2, 1e-300, -1e-300, 5e-324, 1e-10, 1e154,
+                                 -1e154, 1e200, -1e200, 1e300, -1e300, 1.7e308, -1.7e308,
+                                 800, -800, 709, -745, 40, -40, 1e16};
+#define N_EXTREME (sizeof EXTREME / sizeof *EXTREME)
+
+static double pick(uint64_t *st) {
+    /* half the time an ordinary value, else an extreme one */
+    if (rnd(st, 0, 1) < 0.5) return rnd(st, -3, 3);
+    return EXTREME[(size_t)(rnd(st, 0, 1) * N_EXTREME) % N_EXTREME];
+}
+
+static void sb_pick_arr(sb *s, uint64_t *st, size_t rank, const size_t *dims, int positive) {
+    size_t n = 1;
+    for (size_t k = 0; k < rank; k++) n *= dims[k];
+    double *v = malloc(n * sizeof *v);
+    for (size_t k = 0; k < n; k++) {
+        v[k] = pick(st);
+        if (positive) v[k] = v[k] == 0 ? 1 : fabs(v[k]);
+    }
+    sb_arr(s, v, NULL, rank, dims);
+    free(v);
+}
+
+/* Random requests with extreme numbers on every endpoint: each answer is a
+ * 200 whose body a strict JSON parser accepts (no NaN, no Infinity), or an
+ * error naming the field at fault; nothing crashes. */
+START_TEST(extreme_values_never_leak_nonfinite) {
+    uint64_t st = 20261128;
+    size_t counts[600] = {0};
+    for (int it = 0; it < 2500; it++) {
+        size_t B = 1 + (size_t)(rnd(&st, 0, 1) * 2), D = 1 + (size_t)(rnd(&st, 0, 1) * 2),
+               M = 1 + (size_t)(rnd(&st, 0, 1) * 3);
+        int op = (int)(rnd(&st, 0, 1) * 8) % 8, type = (int)(rnd(&st, 0, 1) * 3) % 3;
+        int sigma = rnd(&st, 0, 1) < 0.5, bounds = rnd(&st, 0, 1) < 0.5;
+        size_t pd[2] = {B, D}, sd[3] = {B, M, D}, qd[2] = {B, M};
+        sb s = {0};
+        const char *ops[] = {"entropy", "sample", "log_prob", "reparam", "score",
+                             "sac/discrete/actor", "sac/discrete/policy", "sac/continuous/actor"};
+        if (op == 3 || op == 7) type = 2 - (rnd(&st, 0, 1) < 0.5 && op == 3);
+        if (op == 5 || op == 6) {
+            sb_printf(&s, "{\"%s\":", op == 5 ? "logits" : "q");
+            sb_pick_arr(&s, &st, 2, pd, 0);
+            sb_printf(&s, ",\"alpha\":");
+            sb_dbl(&s, fabs(pick(&st)) + 5e-324);
+        } else {
+            sb_printf(&s, "{\"distribution\":{\"type\":\"%s\",\"%s\":",
+                      tdist_type_name((gs_dist_type)type), type ? "loc" : "logits");
+            sb_pick_arr(&s, &st, 2, pd, 0);
+            if (type) {
+                sb_printf(&s, ",\"%s\":", sigma ? "scale" : "log_scale");
+                sb_pick_arr(&s, &st, 2, pd, sigma);
+            }
+            if (type == 2 && bounds) {
+                double lo = -fabs(pick(&st)) - 1e-3, hi = fabs(pick(&st)) + 1e-3;
+                sb_printf(&s, ",\"low\":[");
+                for (size_t k = 0; k < D; k++) sb_printf(&s, "%s%.17g", k ? "," : "", lo);
+                sb_printf(&s, "],\"high\":[");
+                for (size_t k = 0; k < D; k++) sb_printf(&s, "%s%.17g", k ? "," : "", hi);
+                sb_printf(&s, "]");
+            }
+            sb_printf(&s, "}");
+        }
+        int use_eps = rnd(&st, 0, 1) < 0.5 && type != 0;
+        switch (op) {
+        case 0:
+            sb_printf(&s, ",\"estimator\":\"%s\",\"samples\":%zu,\"seed\":%d,\"baseline\":\"none\"",
+                      type == 0 || rnd(&st, 0, 1) < 0.3 ? "score" : "reparam", M, it);
+            break;
+        case 1:
+            sb_printf(&s, ",\"samples\":%zu,\"seed\":%d", M, it);
+            break;
+        case 2:
+        case 4:
+            sb_printf(&s, ",\"x\":");
+            if (type == 0) {
+                sb_printf(&s, "[");
+                for (size_t b = 0; b < B; b++) {
+                    sb_printf(&s, "%s[", b ? "," : "");
+                    for (size_t m = 0; m < M; m++)
+                        sb_printf(&s, "%s%d", m ? "," : "", (int)(rnd(&st, 0, 1) * (double)D) % (int)D);
+                    sb_printf(&s, "]");
+                }
+                sb_printf(&s, "]");
+            } else {
+                sb_pick_arr(&s, &st, 3, sd, 0);
+            }
+            if (op == 4) {
+                sb_printf(&s, ",\"baseline\":\"none\",\"f\":");
+                sb_pick_arr(&s, &st, 2, qd, 0);
+            }
+            break;
+        case 3:
+        case 7:
+            if (use_eps) {
+                sb_printf(&s, ",\"eps\":");
+                sb_pick_arr(&s, &st, 3, sd, 0);
+            } else {
+                sb_printf(&s, ",\"seed\":%d,\"samples\":%zu", it, M);
+            }
+            sb_printf(&s, op == 3 ? ",\"grad_x\":" : ",\"alpha\":0.5,\"dq_da\":");
+            sb_pick_arr(&s, &st, 3, sd, 0);
+            sb_printf(&s, op == 3 ? ",\"grad_log_prob\":" : ",\"target_entropy\":-1,\"q\":");
+            sb_pick_arr(&s, &st, 2, qd, 0);
+            break;
+        case 5:
+            sb_printf(&s, ",\"target_entropy\":");
+            sb_dbl(&s, pick(&st));
+            if (rnd(&st, 0, 1) < 0.5) {
+                sb_printf(&s, ",\"q\":");
+                sb_pick_arr(&s, &st, 2, pd, 0);
+            } else {
+                sb_printf(&s, ",\"baseline\":\"none\",\"actions\":[");
+                for (size_t b = 0; b < B; b++) {
+                    sb_printf(&s, "%s[", b ? "," : "");
+                    for (size_t m = 0; m < M; m++)
+                        sb_printf(&s, "%s%d", m ? "," : "", (int)(rnd(&st, 0, 1) * (double)D) % (int)D);
+                    sb_printf(&s, "]");
+                }
+                sb_printf(&s, "],\"q\":");
+                sb_pick_arr(&s, &st, 2, qd, 0);
+            }
+            break;
+        case 6:
+            sb_printf(&s, ",\"samples\":%zu,\"seed\":%d", M, it);
+            break;
+        }
+        sb_printf(&s, "}");
+        char *b = sb_take(&s);
+        resp r = call(ops[op], b); /* strict JSON, or the test fails */
+        ck_assert_msg(r.status == 200 || r.status == 400 || r.status == 422, "%s %s: %d %s",
+                      ops[op], b, r.status, r.body);
+        if (r.status == 400) {
+            /* an input whose result would not be finite is named */
+            const char *f = json_string_value(jget(r.j, "error.field"));
+            ck_assert_msg(f && *f, "%s %s: no field: %s", ops[op], b, r.body);
+            ck_assert_str_eq(json_string_value(jget(r.j, "error.code")), "invalid_argument");
+        }
+        counts[op * 3 + (r.status == 200 ? 0 : r.status == 400 ? 1 : 2)]++;
+        resp_free(&r);
+        free(b);
+    }
+    /* both outcomes were exercised on every endpoint */
+    for (int op = 0; op < 8; op++)
+        ck_assert_msg(counts[op * 3] > 10 && counts[op * 3 + 1] > 10, "op %d: %zu ok, %zu refused",
+                      op, counts[op * 3], counts[op * 3 + 1]);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("api_io");
+    TCase *tc = tcase_create("json");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, invalid_json_reports_line_and_column);
+    tcase_add_test(tc, valid_json_that_is_not_a_request);
+    tcase_add_test(tc, field_errors_name_their_path);
+    tcase_add_test(tc, error_body_and_ops);
+    tcase_add_test(tc, info_body);
+    tcase_add_test(tc, numbers_are_shortest_round_trip);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tensors_limits");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, tensor_inputs_equal_json_inputs);
+    tcase_add_test(tc, tensor_output_round_trips_as_input);
+    tcase_add_test(tc, tensor_errors_name_the_field);
+    tcase_add_test(tc, requests_over_the_limits_are_413);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("batch");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, batch_items_in_order_and_isolated);
+    tcase_add_test(tc, batch_on_threads_is_byte_identical);
+    tcase_add_test(tc, batch_errors_and_limits);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("extremes");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, extreme_values_never_leak_nonfinite);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
