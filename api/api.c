@@ -68,6 +68,9 @@ static void finish(api_ctx *c, api_result *out) {
     out->samples = c->samples;
     if (!c->status && c->out.oom)
         api_err(c, 413, "payload_too_large", NULL, "the response does not fit in memory");
+    if (!c->status && c->out.nonfinite)
+        api_bad(c, NULL, "the result would not be a finite number: use inputs of smaller "
+                "magnitude");
     if (c->status) {
         out->status = c->status;
         out->body = api_error_body(c->code, c->message, c->field, &out->len);

@@ -67,6 +67,14 @@ void w_key(api_buf *b, const char *key) {
 
 void w_double(api_buf *b, double v) {
     char s[32];
+    /* Every kernel refuses inputs whose outputs would not be finite; this
+     * is the last guard, so that a miss there is a 400, never NaN in a
+     * response (nor a failed assertion in Dragonbox, which takes finite
+     * values only). */
+    if (!isfinite(v)) {
+        b->nonfinite = 1;
+        v = 0.0;
+    }
     sep(b);
     w_raw(b, s, (size_t)api_dtoa(v, s));
     b->need_comma = 1;

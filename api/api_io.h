@@ -15,6 +15,7 @@ typedef struct {
     char *p;
     size_t len, cap;
     int oom;        /* an allocation failed: the body is unusable */
+    int nonfinite;  /* a NaN or infinity reached the writer: unusable */
     int need_comma; /* the next key or array element needs a ',' first */
 } api_buf;
 
