@@ -49,9 +49,11 @@ int api_dist_parse(api_ctx *c, json_t *root, const char *key, int accept,
     /* Keys that belong to another type are unknown for this one. (The
      * tanh_normal list used to be the union of all types' keys, which let
      * a stray `logits` pass silently; found by tests/test_api_io.c.) */
-    const char *const cat_keys[] = {"type", "logits", NULL};
-    const char *const normal_keys[] = {"type", "loc", "log_scale", "scale", NULL};
-    const char *const tanh_keys[] = {"type", "loc", "log_scale", "scale", "low", "high", NULL};
+    const char *const cat_keys[] = {"type", "logits", "head", "reduction", NULL};
+    const char *const normal_keys[] = {"type", "loc", "log_scale", "scale", "head",
+                                       "reduction", NULL};
+    const char *const tanh_keys[] = {"type", "loc", "log_scale", "scale", "low", "high",
+                                     "head", "reduction", NULL};
     if (api_keys(c, obj, dp, type == GS_CATEGORICAL ? cat_keys
                              : type == GS_NORMAL    ? normal_keys
                                                     : tanh_keys))
@@ -60,6 +62,30 @@ int api_dist_parse(api_ctx *c, json_t *root, const char *key, int accept,
     d->type = (gs_dist_type)type;
     api_arr a;
     size_t want[2] = {0, 0};
+    /* A linear head produces the parameters instead (API.md §8). */
+    if (api_head_parse(c, obj, dp, type != GS_CATEGORICAL, &out->head)) return -1;
+    if (out->head) {
+        static const char *const params[] = {"logits", "loc", "log_scale", "scale"};
+        for (int i = 0; i < 4; i++)
+            if (json_object_get(obj, params[i]))
+                return api_bad(c, api_path(p, sizeof p, dp, params[i]),
+                               "`%s.head` produces the parameters: send either `head` or `%s`",
+                               dp, params[i]);
+        api_head *h = out->head;
+        out->single = h->single;
+        d->rows = h->h[0].rows;
+        d->dim = h->h[0].out;
+        if (type == GS_CATEGORICAL) {
+            d->logits = h->params[0];
+            out->p0name = "logits";
+            return 0;
+        }
+        d->loc = h->params[0];
+        d->scale = h->params[1];
+        out->p0name = "loc";
+        out->p1name = "log_scale";
+        goto bounds;
+    }
     if (type == GS_CATEGORICAL) {
         json_t *v = json_object_get(obj, "logits");
         size_t rank = api_rank(v) == 1 ? 1 : 2;
@@ -96,6 +122,7 @@ int api_dist_parse(api_ctx *c, json_t *root, const char *key, int accept,
                 else snprintf(q, sizeof q, "%s.scale[%zu][%zu]", dp, b, j);
                 return api_bad(c, q, "`%s` must be > 0, got %g", q, a.f[k]);
             }
+bounds:
     if (type != GS_TANH_NORMAL) return 0;
     json_t *lo = json_object_get(obj, "low"), *hi = json_object_get(obj, "high");
     if (!lo != !hi)
@@ -332,6 +359,19 @@ static long bad_sigma_col(const api_dist *d, long b) {
 
 void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
     char base[128], p[256];
+    /* Parameters a head produced are named by the head's layer and row. */
+    if (d && d->head && (e->input == GS_IN_LOGITS || e->input == GS_IN_LOC ||
+                         e->input == GS_IN_SCALE)) {
+        const api_head *h = d->head;
+        if (h->n == 2) snprintf(base, sizeof base, "%s.%s", h->path,
+                                e->input == GS_IN_SCALE ? "log_scale" : "loc");
+        else snprintf(base, sizeof base, "%s", h->path);
+        api_bad(c, base, "the %s the head `%s` produces for row %ld would make the result "
+                "non-finite (an exp that over- or underflows); use smaller weights or features",
+                e->input == GS_IN_SCALE ? "log_scale" : e->input == GS_IN_LOC ? "loc" : "logits",
+                base, e->row);
+        return;
+    }
     /* The core blames the scale only when the failing value has a column
      * whose sigma it can look at; a per-row or per-sample log-density
      * result (an entropy, a log_prob) comes with col -1, or col 0 from a
@@ -393,7 +433,7 @@ void api_write_rows(api_ctx *c, int single, const double *f, const int64_t *i,
     else api_write(c, f, i, rank, dims);
 }
 
-void api_write_pgrad(api_ctx *c, const api_dist *d, const gs_pgrad *g) {
+void api_write_pgrad(api_ctx *c, const api_dist *d, const gs_pgrad *g, int se) {
     size_t dims[2] = {d->d.rows, d->d.dim};
     w_obj_begin(&c->out);
     w_key(&c->out, d->p0name);
@@ -402,7 +442,52 @@ void api_write_pgrad(api_ctx *c, const api_dist *d, const gs_pgrad *g) {
         w_key(&c->out, d->p1name);
         api_write_rows(c, d->single, g->p1, NULL, 2, dims);
     }
+    if (d->head) api_head_write(c, d->head, se);
     w_obj_end(&c->out);
+}
+
+int api_terms_alloc(api_ctx *c, const api_dist *d, size_t M, gs_pgrad *terms) {
+    memset(terms, 0, sizeof *terms);
+    if (!d->head || M < 2) return 0;
+    size_t n = d->d.rows * M * d->d.dim;
+    if (!(terms->p0 = api_alloc(c, n, sizeof(double)))) return -1;
+    if (d->p1name && !(terms->p1 = api_alloc(c, n, sizeof(double)))) return -1;
+    return 0;
+}
+
+int api_dist_backward(api_ctx *c, api_dist *d, const gs_pgrad *g, const gs_pgrad *se,
+                      const gs_pgrad *terms, size_t M) {
+    return d->head ? api_head_backward(c, d->head, g, se, terms, M) : 0;
+}
+
+int api_top_matrix(api_ctx *c, json_t *root, const char *key, int allow_head,
+                   api_dist *d) {
+    memset(d, 0, sizeof *d);
+    d->d.type = GS_CATEGORICAL;
+    d->p0name = key;
+    if (allow_head) {
+        if (api_head_parse(c, root, "", 0, &d->head)) return -1;
+        if (d->head) {
+            if (json_object_get(root, key))
+                return api_bad(c, key, "`head` produces the %s: send either `head` or `%s`",
+                               key, key);
+            d->single = d->head->single;
+            d->d.rows = d->head->h[0].rows;
+            d->d.dim = d->head->h[0].out;
+            d->d.logits = d->head->params[0];
+            return 0;
+        }
+    }
+    json_t *v = json_object_get(root, key);
+    if (!v) return api_bad(c, key, "`%s` is required", key);
+    size_t rank = api_rank(v) == 1 ? 1 : 2, want[2] = {0, 0};
+    api_arr a;
+    if (api_read(c, v, key, rank, want, 0, &a)) return -1;
+    d->single = rank == 1;
+    d->d.rows = d->single ? 1 : a.dims[0];
+    d->d.dim = a.dims[rank - 1];
+    d->d.logits = a.f;
+    return 0;
 }
 
 int api_pgrad_alloc(api_ctx *c, const api_dist *d, gs_pgrad *g) {

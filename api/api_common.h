@@ -2,6 +2,7 @@
 #ifndef API_COMMON_H
 #define API_COMMON_H
 
+#include "api_head.h"
 #include "api_io.h"
 
 /* A parsed distribution with its owned parameter arrays. */
@@ -11,6 +12,7 @@ typedef struct {
     char path[64];      /* "distribution" */
     const char *p0name; /* "logits" or "loc" */
     const char *p1name; /* "log_scale" or "scale", NULL for categorical */
+    api_head *head;     /* the linear head that produced the parameters, or NULL */
 } api_dist;
 
 /* Bit mask of accepted types for api_dist_parse. */
@@ -84,9 +86,26 @@ int api_run_rows(api_ctx *c, api_kernel kernel, const void *job, size_t rows,
 /* The standard naming of a kernel's non-finite result (see gs_input). */
 void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e);
 
-/* Writes a gradient object {p0name: ..., p1name: ...} of a distribution
- * (rows x dim each, the batch axis dropped for a single row). */
-void api_write_pgrad(api_ctx *c, const api_dist *d, const gs_pgrad *g);
+/* Writes a gradient object {p0name: ..., p1name: ..., head?: ...} of a
+ * distribution (rows x dim each, the batch axis dropped for a single row);
+ * se selects the head's standard errors rather than its gradients. */
+void api_write_pgrad(api_ctx *c, const api_dist *d, const gs_pgrad *g, int se);
+
+/* With a head and M >= 2 Monte Carlo samples, allocates the per-sample
+ * gradient terms (rows x M x dim) the features' standard errors need;
+ * otherwise leaves terms empty. */
+int api_terms_alloc(api_ctx *c, const api_dist *d, size_t M, gs_pgrad *terms);
+
+/* With a head, takes the parameter gradients (and standard errors, and
+ * terms) back to the head's weight, bias and features. */
+int api_dist_backward(api_ctx *c, api_dist *d, const gs_pgrad *g, const gs_pgrad *se,
+                      const gs_pgrad *terms, size_t M);
+
+/* A top-level matrix (logits or q) of rank 1 (one row) or 2, read as a
+ * categorical api_dist; with allow_head, a top-level `head` (and
+ * `reduction`) may produce it instead. */
+int api_top_matrix(api_ctx *c, json_t *root, const char *key, int allow_head,
+                   api_dist *d);
 /* Writes per-row (rank 1 full) or per-sample arrays honouring single. */
 void api_write_rows(api_ctx *c, int single, const double *f, const int64_t *i,
                     size_t rank, const size_t *dims);

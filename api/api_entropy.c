@@ -54,7 +54,8 @@ int api_entropy_parse(api_ctx *c, json_t *root) {
         return -1;
     if (mc && r->M >= 2) {
         if (!(j->se_entropy = api_alloc(c, B, sizeof(double))) ||
-            api_pgrad_alloc(c, &r->dist, &j->se_grad))
+            api_pgrad_alloc(c, &r->dist, &j->se_grad) ||
+            api_terms_alloc(c, &r->dist, r->M, &j->terms))
             return -1;
     }
     c->rows = B;
@@ -66,7 +67,8 @@ int api_entropy_run(api_ctx *c) {
     entropy_req *r = c->state;
     gs_entropy_job *j = &r->job;
     const api_dist *d = &r->dist;
-    if (api_run_rows(c, (api_kernel)gs_entropy, j, d->d.rows, j->samples * d->d.dim, dist_error))
+    if (api_run_rows(c, (api_kernel)gs_entropy, j, d->d.rows, j->samples * d->d.dim, dist_error) ||
+        api_dist_backward(c, &r->dist, &j->grad, &j->se_grad, &j->terms, j->samples))
         return -1;
     size_t dims[1] = {d->d.rows};
     api_buf *b = &c->out;
@@ -83,14 +85,14 @@ int api_entropy_run(api_ctx *c) {
     w_key(b, "entropy");
     api_write_rows(c, d->single, j->entropy, NULL, 1, dims);
     w_key(b, "grad");
-    api_write_pgrad(c, d, &j->grad);
+    api_write_pgrad(c, d, &j->grad, 0);
     if (j->se_entropy) {
         w_key(b, "stderr");
         w_obj_begin(b);
         w_key(b, "entropy");
         api_write_rows(c, d->single, j->se_entropy, NULL, 1, dims);
         w_key(b, "grad");
-        api_write_pgrad(c, d, &j->se_grad);
+        api_write_pgrad(c, d, &j->se_grad, 1);
         w_obj_end(b);
     }
     w_obj_end(b);
@@ -216,14 +218,16 @@ int api_log_prob_run(api_ctx *c) {
     gs_log_prob_job *j = &r->job;
     const api_dist *d = &r->dist;
     size_t B = d->d.rows, M = j->samples;
-    if (api_run_rows(c, (api_kernel)gs_log_prob, j, B, M * d->d.dim, dist_error)) return -1;
+    if (api_run_rows(c, (api_kernel)gs_log_prob, j, B, M * d->d.dim, dist_error) ||
+        api_dist_backward(c, &r->dist, &j->grad, NULL, NULL, M))
+        return -1;
     size_t dims[2] = {B, M};
     api_buf *b = &c->out;
     w_obj_begin(b);
     w_key(b, "log_prob");
     api_write_rows(c, d->single, j->log_prob, NULL, 2, dims);
     w_key(b, "grad");
-    api_write_pgrad(c, d, &j->grad);
+    api_write_pgrad(c, d, &j->grad, 0);
     w_obj_end(b);
     return 0;
 }

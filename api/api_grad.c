@@ -54,7 +54,8 @@ int api_reparam_parse(api_ctx *c, json_t *root) {
     if (!(j->x = api_alloc(c, B * M * D, sizeof(double))) ||
         !(j->log_prob = api_alloc(c, B * M, sizeof(double))) || api_pgrad_alloc(c, d, &j->grad))
         return -1;
-    if (M >= 2 && api_pgrad_alloc(c, d, &j->se_grad)) return -1;
+    if (M >= 2 && (api_pgrad_alloc(c, d, &j->se_grad) || api_terms_alloc(c, d, M, &j->terms)))
+        return -1;
     c->rows = B;
     c->samples = B * M;
     return 0;
@@ -100,7 +101,9 @@ int api_reparam_run(api_ctx *c) {
     const api_dist *d = &r->dist;
     size_t B = d->d.rows, M = j->samples;
     if (api_run_rows(c, (api_kernel)gs_reparam, j, B, M * d->d.dim, dist_error)) return -1;
-    if (check_log_prob(c, r)) return -1;
+    if (check_log_prob(c, r) ||
+        api_dist_backward(c, &r->dist, &j->grad, &j->se_grad, &j->terms, M))
+        return -1;
     size_t dims[3] = {B, M, d->d.dim};
     api_buf *b = &c->out;
     w_obj_begin(b);
@@ -113,12 +116,12 @@ int api_reparam_run(api_ctx *c) {
     w_key(b, "log_prob");
     api_write_rows(c, d->single, j->log_prob, NULL, 2, dims);
     w_key(b, "grad");
-    api_write_pgrad(c, d, &j->grad);
+    api_write_pgrad(c, d, &j->grad, 0);
     if (j->se_grad.p0) {
         w_key(b, "stderr");
         w_obj_begin(b);
         w_key(b, "grad");
-        api_write_pgrad(c, d, &j->se_grad);
+        api_write_pgrad(c, d, &j->se_grad, 1);
         w_obj_end(b);
     }
     w_obj_end(b);
@@ -190,7 +193,7 @@ int api_score_parse(api_ctx *c, json_t *root) {
     if (!(j->value = api_alloc(c, B, sizeof(double))) || api_pgrad_alloc(c, d, &j->grad))
         return -1;
     if (M >= 2 && (!(j->se_value = api_alloc(c, B, sizeof(double))) ||
-                   api_pgrad_alloc(c, d, &j->se_grad)))
+                   api_pgrad_alloc(c, d, &j->se_grad) || api_terms_alloc(c, d, M, &j->terms)))
         return -1;
     c->rows = B;
     c->samples = B * M;
@@ -222,7 +225,8 @@ int api_score_run(api_ctx *c) {
     gs_score_job *j = &r->job;
     const api_dist *d = &r->dist;
     size_t B = d->d.rows;
-    if (api_run_rows(c, (api_kernel)gs_score, j, B, j->samples * d->d.dim, score_error))
+    if (api_run_rows(c, (api_kernel)gs_score, j, B, j->samples * d->d.dim, score_error) ||
+        api_dist_backward(c, &r->dist, &j->grad, &j->se_grad, &j->terms, j->samples))
         return -1;
     size_t dims[1] = {B};
     api_buf *b = &c->out;
@@ -234,14 +238,14 @@ int api_score_run(api_ctx *c) {
     w_key(b, "value");
     api_write_rows(c, d->single, j->value, NULL, 1, dims);
     w_key(b, "grad");
-    api_write_pgrad(c, d, &j->grad);
+    api_write_pgrad(c, d, &j->grad, 0);
     if (j->se_value) {
         w_key(b, "stderr");
         w_obj_begin(b);
         w_key(b, "value");
         api_write_rows(c, d->single, j->se_value, NULL, 1, dims);
         w_key(b, "grad");
-        api_write_pgrad(c, d, &j->se_grad);
+        api_write_pgrad(c, d, &j->se_grad, 1);
         w_obj_end(b);
     }
     w_obj_end(b);

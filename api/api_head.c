@@ -7,10 +7,11 @@
 
 /* Reads {"weight": [out][in], "bias": [out]?} at path into h (features set
  * by the caller). out: 0 = take it from the weight. */
-static int read_layer(api_ctx *c, json_t *obj, const char *path, size_t in, gs_head *h) {
+static int read_layer(api_ctx *c, json_t *obj, const char *path, size_t in, gs_head *h,
+                      int check_keys) {
     static const char *const keys[] = {"weight", "bias", NULL};
     char p[128];
-    if (api_keys(c, obj, path, keys)) return -1;
+    if (check_keys && api_keys(c, obj, path, keys)) return -1;
     json_t *w = json_object_get(obj, "weight"), *b = json_object_get(obj, "bias");
     api_path(p, sizeof p, path, "weight");
     if (!w) return api_bad(c, p, "`%s` is required", p);
@@ -85,8 +86,8 @@ int api_head_parse(api_ctx *c, json_t *obj, const char *prefix, int two, api_hea
             json_t *lj = json_object_get(hj, h->names[i]);
             api_path(p, sizeof p, h->path, h->names[i]);
             if (!lj) return api_bad(c, p, "`%s` ({\"weight\", \"bias\"}) is required", p);
-            if (read_layer(c, lj, p, in, g)) return -1;
-        } else if (read_layer(c, hj, h->path, in, g)) {
+            if (read_layer(c, lj, p, in, g, 1)) return -1;
+        } else if (read_layer(c, hj, h->path, in, g, 0)) {
             return -1;
         }
         if (!(h->params[i] = api_alloc(c, B * g->out, sizeof(double)))) return -1;

@@ -9,24 +9,6 @@ static void dist_error(api_ctx *c, const void *job, const gs_error *e) {
     api_kernel_error(c, (const api_dist *)c->state, e); /* api_dist comes first */
 }
 
-/* A top-level matrix (logits or q) of rank 1 (one row) or 2, as a
- * categorical api_dist so that errors and outputs follow the same rules. */
-static int read_top_matrix(api_ctx *c, json_t *root, const char *key, api_dist *d) {
-    memset(d, 0, sizeof *d);
-    json_t *v = json_object_get(root, key);
-    if (!v) return api_bad(c, key, "`%s` is required", key);
-    size_t rank = api_rank(v) == 1 ? 1 : 2, want[2] = {0, 0};
-    api_arr a;
-    if (api_read(c, v, key, rank, want, 0, &a)) return -1;
-    d->single = rank == 1;
-    d->d.type = GS_CATEGORICAL;
-    d->d.rows = d->single ? 1 : a.dims[0];
-    d->d.dim = a.dims[rank - 1];
-    d->d.logits = a.f;
-    d->p0name = key;
-    return 0;
-}
-
 /* alpha_loss and grad_log_alpha: equal numbers (MATH.md §6). */
 static void write_alpha(api_ctx *c, double loss) {
     w_key(&c->out, "alpha_loss");
@@ -52,13 +34,13 @@ typedef struct {
 } actor_req;
 
 int api_sac_actor_parse(api_ctx *c, json_t *root) {
-    static const char *const keys[] = {"logits", "q", "actions", "alpha", "baseline",
-                                       "target_entropy", "output", NULL};
+    static const char *const keys[] = {"logits", "head", "reduction", "q", "actions", "alpha",
+                                       "baseline", "target_entropy", "output", NULL};
     actor_req *r = api_alloc(c, 1, sizeof *r);
     if (!r || api_keys(c, root, NULL, keys) || api_read_output(c, root)) return -1;
     c->state = r;
     gs_sac_discrete_job *j = &r->job;
-    if (read_top_matrix(c, root, "logits", &r->dist) || api_read_alpha(c, root, &j->alpha) ||
+    if (api_top_matrix(c, root, "logits", 1, &r->dist) || api_read_alpha(c, root, &j->alpha) ||
         api_read_baseline(c, root, &j->baseline) ||
         api_read_target(c, root, &r->target, &r->has_target))
         return -1;
@@ -88,7 +70,8 @@ int api_sac_actor_parse(api_ctx *c, json_t *root) {
         !(j->entropy = api_alloc(c, B, sizeof(double))) || api_pgrad_alloc(c, d, &j->grad))
         return -1;
     if (sampled && M >= 2 &&
-        (!(j->se_loss = api_alloc(c, B, sizeof(double))) || api_pgrad_alloc(c, d, &j->se_grad)))
+        (!(j->se_loss = api_alloc(c, B, sizeof(double))) || api_pgrad_alloc(c, d, &j->se_grad) ||
+         api_terms_alloc(c, d, M, &j->terms)))
         return -1;
     c->rows = B;
     c->samples = B * M;
@@ -119,6 +102,7 @@ int api_sac_actor_run(api_ctx *c) {
     size_t B = d->d.rows;
     if (api_run_rows(c, (api_kernel)gs_sac_discrete, j, B, j->samples * d->d.dim, actor_error))
         return -1;
+    if (api_dist_backward(c, &r->dist, &j->grad, &j->se_grad, &j->terms, j->samples)) return -1;
     for (size_t b = 0; b < B; b++)
         if (!isfinite(j->entropy[b])) {
             gs_error l = {GS_ENONFINITE, GS_IN_LOGITS, (long)b, -1, -1};
@@ -139,14 +123,14 @@ int api_sac_actor_run(api_ctx *c) {
     w_key(b, "entropy");
     api_write_rows(c, d->single, j->entropy, NULL, 1, dims);
     w_key(b, "grad");
-    api_write_pgrad(c, d, &j->grad);
+    api_write_pgrad(c, d, &j->grad, 0);
     if (j->se_loss) {
         w_key(b, "stderr");
         w_obj_begin(b);
         w_key(b, "loss");
         api_write_rows(c, d->single, j->se_loss, NULL, 1, dims);
         w_key(b, "grad");
-        api_write_pgrad(c, d, &j->se_grad);
+        api_write_pgrad(c, d, &j->se_grad, 1);
         w_obj_end(b);
     }
     if (r->has_target) write_alpha(c, r->alpha_loss);
@@ -169,7 +153,7 @@ int api_sac_policy_parse(api_ctx *c, json_t *root) {
     c->state = r;
     gs_sac_policy_job *j = &r->job;
     int has_seed;
-    if (read_top_matrix(c, root, "q", &r->dist) || api_read_alpha(c, root, &j->alpha) ||
+    if (api_top_matrix(c, root, "q", 0, &r->dist) || api_read_alpha(c, root, &j->alpha) ||
         api_read_samples(c, root, 0, 0, &j->samples, NULL) ||
         api_read_seed(c, root, &r->seed, &has_seed))
         return -1;
@@ -265,7 +249,7 @@ int api_sac_continuous_parse(api_ctx *c, json_t *root) {
         return -1;
     if (M >= 2 && (!(j->se_entropy = api_alloc(c, B, sizeof(double))) ||
                    (has_q && !(j->se_loss = api_alloc(c, B, sizeof(double)))) ||
-                   api_pgrad_alloc(c, d, &j->se_grad)))
+                   api_pgrad_alloc(c, d, &j->se_grad) || api_terms_alloc(c, d, M, &j->terms)))
         return -1;
     c->rows = B;
     c->samples = B * M;
@@ -277,7 +261,8 @@ int api_sac_continuous_run(api_ctx *c) {
     gs_sac_continuous_job *j = &r->job;
     const api_dist *d = &r->dist;
     size_t B = d->d.rows, M = j->samples;
-    if (api_run_rows(c, (api_kernel)gs_sac_continuous, j, B, M * d->d.dim, dist_error))
+    if (api_run_rows(c, (api_kernel)gs_sac_continuous, j, B, M * d->d.dim, dist_error) ||
+        api_dist_backward(c, &r->dist, &j->grad, &j->se_grad, &j->terms, M))
         return -1;
     if (r->has_target) {
         r->alpha_loss = gs_sac_alpha_loss(j->alpha, r->target, B, j->entropy, j->se_entropy,
@@ -302,7 +287,7 @@ int api_sac_continuous_run(api_ctx *c) {
     w_key(b, "actions");
     api_write_rows(c, d->single, j->actions, NULL, 3, dims);
     w_key(b, "grad");
-    api_write_pgrad(c, d, &j->grad);
+    api_write_pgrad(c, d, &j->grad, 0);
     if (j->se_entropy) {
         w_key(b, "stderr");
         w_obj_begin(b);
@@ -313,7 +298,7 @@ int api_sac_continuous_run(api_ctx *c) {
         w_key(b, "entropy");
         api_write_rows(c, d->single, j->se_entropy, NULL, 1, dims);
         w_key(b, "grad");
-        api_write_pgrad(c, d, &j->se_grad);
+        api_write_pgrad(c, d, &j->se_grad, 1);
         if (r->has_target) {
             w_key(b, "alpha_loss");
             w_double(b, r->se_alpha_loss);
