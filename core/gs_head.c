@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+void gs_head_blas_threads(int n) { openblas_set_num_threads(n); }
+
 size_t gs_head_blocks(size_t rows) { return (rows + GS_HEAD_BLOCK - 1) / GS_HEAD_BLOCK; }
 
 static size_t block_rows(const gs_head *h, size_t k, size_t *r0) {

@@ -26,6 +26,11 @@ typedef struct {
 
 size_t gs_head_blocks(size_t rows);
 
+/* Sets OpenBLAS's own thread count for the whole process (a library-wide
+ * setting, the one call here with process scope): a program that splits
+ * rows over threads of its own sets 1 once at start. */
+void gs_head_blas_threads(int n);
+
 /* params rows of block k (rows x out overall) = F W^T + b. */
 void gs_head_forward(const gs_head *h, size_t k, double *params);
 

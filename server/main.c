@@ -150,6 +150,10 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    /* Debian's OpenBLAS starts threads of its own; the worker pool already
+     * splits the rows, so each GEMM of a linear head runs on its caller's
+     * thread and the cores are not oversubscribed. */
+    gs_head_blas_threads(1);
     srv_pool *pool = srv_pool_new(cfg.workers);
     if (!pool) {
         fprintf(stderr, "gradserve: cannot start %zu worker threads\n", cfg.workers);

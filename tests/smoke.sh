@@ -1,5 +1,5 @@
 #!/bin/sh
-# smoke.sh - a curl-only smoke test of a running gradserve: probes, info, spec, errors, and (SMOKE_ENDPOINTS=1) one call per endpoint.
+# smoke.sh - a curl-only smoke test of a running gradserve: probes, info, spec, errors, and one call per endpoint (SMOKE_ENDPOINTS=0 skips them).
 # Usage: tests/smoke.sh [BASE_URL] (default http://127.0.0.1:8080). Exits 1 if any check fails.
 set -eu
 url=${1:-http://127.0.0.1:8080}
@@ -47,7 +47,7 @@ if grep -qi '^allow: GET, HEAD' "$tmp/headers"; then ok "405 carries Allow: GET,
 
 # One request per computing endpoint, from the examples of API.md; only the
 # status and the media type are checked here.
-if [ "${SMOKE_ENDPOINTS:-0}" = 1 ]; then
+if [ "${SMOKE_ENDPOINTS:-1}" = 1 ]; then
     cat_logits='{"type": "categorical", "logits": [[0.1, 2.0, -1.0]]}'
     normal='{"type": "normal", "loc": [[0.0, 1.0]], "log_scale": [[-1.0, 0.5]]}'
     tanh='{"type": "tanh_normal", "loc": [[0.0, 1.0]], "scale": [[0.3, 1.2]], "low": [-2, -1], "high": [2, 1]}'
@@ -66,10 +66,11 @@ score|{"distribution": $normal, "seed": 7, "samples": 4, "f": [[1.0, 2.0, 3.0, 4
 sac/discrete/actor|{"logits": [[0.1, 2.0, -1.0]], "q": [[1.0, 2.0, 3.0]], "alpha": 0.2}
 sac/discrete/policy|{"q": [[1.0, 2.0, 3.0]], "alpha": 0.5, "samples": 3, "seed": 7}
 sac/continuous/actor|{"distribution": $tanh, "alpha": 0.2, "seed": 7, "samples": 2, "dq_da": [[[1.0, 0.0], [0.0, 1.0]]], "q": [[1.0, 2.0]]}
+entropy|{"distribution": {"type": "categorical", "head": {"features": [[1.0, -0.5]], "weight": [[0.1, 0.2], [0.3, -0.1], [0.0, 0.5]], "bias": [0.0, 0.1, -0.1]}}}
 batch|{"requests": [{"op": "entropy", "body": {"distribution": $cat_logits}}, {"op": "sac/discrete/actor", "body": {"logits": [[0.1, 2.0, -1.0]], "q": [[1.0, 2.0, 3.0]], "alpha": 0.2}}]}
 END
 else
-    echo "skip computing endpoints (SMOKE_ENDPOINTS=1 turns them on)"
+    echo "skip computing endpoints (SMOKE_ENDPOINTS=0)"
 fi
 
 echo "$passed passed, $failed failed"
