@@ -241,7 +241,8 @@ int api_handle(const char *op, const char *body, size_t len,
 
 /* ==== /v1/info =============================================================== */
 
-char *api_info_body(const api_limits *lim, size_t threads, size_t *len) {
+char *api_info_body(const api_limits *lim, size_t http_threads, size_t workers,
+                    size_t *len) {
     api_buf b = {0};
     w_obj_begin(&b);
     w_key(&b, "name");
@@ -274,7 +275,12 @@ char *api_info_body(const api_limits *lim, size_t threads, size_t *len) {
     w_int(&b, (int64_t)lim->max_batch_items);
     w_obj_end(&b);
     w_key(&b, "threads");
-    w_int(&b, (int64_t)threads);
+    w_obj_begin(&b);
+    w_key(&b, "http");
+    w_int(&b, (int64_t)http_threads);
+    w_key(&b, "workers");
+    w_int(&b, (int64_t)workers);
+    w_obj_end(&b);
     w_key(&b, "simd");
     w_string(&b, gs_vm_isa());
     w_obj_end(&b);

@@ -58,7 +58,8 @@ char *api_error_body(const char *code, const char *message, const char *field,
                      size_t *len);
 
 /* GET /v1/info body: name, version, distributions, estimators, limits,
- * threads. malloc'd, *len set. */
-char *api_info_body(const api_limits *lim, size_t threads, size_t *len);
+ * threads {http, workers}, simd. malloc'd, *len set. */
+char *api_info_body(const api_limits *lim, size_t http_threads, size_t workers,
+                    size_t *len);
 
 #endif

@@ -143,6 +143,7 @@ int main(int argc, char **argv) {
     api_limits_default(&app.limits);
     app.limits.max_body = cfg.max_body;
     app.limits.max_numbers = cfg.max_numbers;
+    app.http_threads = cfg.threads;
     atomic_init(&app.state, SRV_STARTING);
     char openapi[PATH_MAX + 64];
     if (load_openapi(&cfg, &app, openapi, sizeof openapi, err, sizeof err)) {

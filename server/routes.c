@@ -67,7 +67,7 @@ static void h_readyz(srv_app *app, const srv_request *req, srv_reply *rep) {
 
 static void h_info(srv_app *app, const srv_request *req, srv_reply *rep) {
     size_t len = 0;
-    char *body = api_info_body(&app->limits, app->exec.workers, &len);
+    char *body = api_info_body(&app->limits, app->http_threads, app->exec.workers, &len);
     if (!body) {
         srv_reply_error(rep, 500, "internal", "the response could not be written", NULL);
         return;

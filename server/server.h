@@ -60,6 +60,7 @@ typedef enum { SRV_STARTING, SRV_READY, SRV_DRAINING } srv_state;
 typedef struct {
     api_limits limits;
     api_exec exec;
+    size_t http_threads; /* libmicrohttpd's pool, for /v1/info */
     char *openapi;       /* the spec's bytes, or NULL: /openapi.yaml is a 404 */
     size_t openapi_len;
     _Atomic int state;   /* an srv_state */

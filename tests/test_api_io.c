@@ -187,13 +187,14 @@ START_TEST(info_body) {
     api_limits_default(&l);
     l.max_numbers = 12345;
     size_t len = 0;
-    char *b = api_info_body(&l, 3, &len);
+    char *b = api_info_body(&l, 4, 3, &len);
     ck_assert_uint_eq(strlen(b), len);
     json_t *j = json_loads(b, JSON_REJECT_DUPLICATES, NULL);
     ck_assert_ptr_nonnull(j);
     ck_assert_str_eq(json_string_value(json_object_get(j, "name")), "gradserve");
     ck_assert_str_eq(json_string_value(json_object_get(j, "version")), GS_VERSION);
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "threads")), 3);
+    ck_assert_int_eq(json_integer_value(jget(j, "threads.http")), 4);
+    ck_assert_int_eq(json_integer_value(jget(j, "threads.workers")), 3);
     ck_assert_int_eq(json_integer_value(jget(j, "limits.max_numbers")), 12345);
     ck_assert_int_eq(json_integer_value(jget(j, "limits.max_batch_items")), 1024);
     ck_assert_int_eq(json_integer_value(jget(j, "limits.max_body")), (json_int_t)l.max_body);
