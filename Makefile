@@ -102,6 +102,8 @@ unit: $(TEST_BIN)
 
 test: unit $(if $(SERVER_SRC),$(SERVER)) $(HTTP_BIN)
 	@if [ -x tests/run-http.sh ] && [ -n "$(SERVER_SRC)" ]; then BUILD=$(BUILD) tests/run-http.sh; fi
+	@# The spec does not depend on the build: lint it once, in the plain run.
+	@if [ -z "$(SANITIZE)" ]; then sh tests/openapi-lint.sh; fi
 
 run: $(SERVER)
 	$(SERVER) --host 127.0.0.1 --port 8080
