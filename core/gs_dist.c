@@ -33,8 +33,14 @@ int gs_sample(const gs_sample_job *job, size_t r0, size_t r1, gs_error *err) {
         memcpy(lp, w.lp, M * sizeof(double));
         gs_cont_points(d, &w, job->x + b * M * D);
         long bad = gs_first_nonfinite(job->x + b * M * D, M * D);
-        if (bad < 0) bad = gs_first_nonfinite(lp, M) * (long)D;
-        if (bad >= 0) rc = gs_fail_row(err, &w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
+        if (bad >= 0) {
+            rc = gs_fail_row(err, &w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
+        } else if ((bad = gs_first_nonfinite(lp, M)) >= 0) {
+            /* A log-density is per sample: blame the coordinate that made it
+             * infinite (it used to be reported as column 0 of loc, hiding
+             * an overflowed scale in column 1; found by tests/test_dist.c). */
+            rc = gs_fail_lp(err, d, &w, 0, GS_IN_LOC, b, (size_t)bad);
+        }
     }
     gs_ws_free(&w);
     return rc;
@@ -87,7 +93,9 @@ int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
         gs_scale_to_sigma(d, &w, g1, NULL);
         long bad = gs_first_nonfinite(lp, M);
         if (bad >= 0) {
-            rc = gs_fail(err, GS_ENONFINITE, GS_IN_X, (long)b, bad, -1);
+            /* The point's fault, unless exp(log_scale) over- or underflowed
+             * (API.md §11; tests/test_dist.c). */
+            rc = gs_fail_row(err, &w, GS_IN_X, b, bad, -1);
             break;
         }
         bad = gs_first_nonfinite(g0, D);

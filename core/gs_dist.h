@@ -80,7 +80,8 @@ typedef struct {
 } gs_log_prob_job;
 
 /* Fails with GS_IN_X when a point has probability zero (a tanh_normal x
- * on or outside its bounds, or a density that underflows). */
+ * on or outside its bounds, or a density that underflows), with
+ * GS_IN_SCALE when that is because exp(log_scale) over- or underflowed. */
 int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
                 gs_error *err);
 

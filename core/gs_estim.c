@@ -134,7 +134,10 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
                 size_t j = m * D + i;
                 double t = tanh_ ? w->t[j] : 0.0;
                 w->g0[j] = -2.0 * t;
-                w->g1[j] = 1.0 - 2.0 * t * w->sigma[i] * w->eps[j];
+                /* The normal's term is exactly 1: never form 0 * sigma * eps,
+                 * which is NaN when sigma = exp(log_scale) overflowed
+                 * (found by tests/test_entropy.c). */
+                w->g1[j] = tanh_ ? 1.0 - 2.0 * t * w->sigma[i] * w->eps[j] : 1.0;
             }
     }
     reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
@@ -153,6 +156,14 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
     for (size_t b = r0; b < r1 && !rc; b++) {
         if (exact) entropy_exact_row(job, &w, b);
         else entropy_mc_row(job, &w, b);
+        /* An infinite log-density makes the entropy infinite: name the
+         * coordinate at fault (an overflowed scale, the caller's eps, a
+         * huge tanh loc), not the row's loc (found by tests/test_entropy.c). */
+        long bad = !exact && d->type != GS_CATEGORICAL ? gs_first_nonfinite(w.lp, w.M) : -1;
+        if (bad >= 0) {
+            rc = gs_fail_lp(err, d, &w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
+            break;
+        }
         rc = check_row(err, d, &w, b, blame, job->entropy,
                        exact ? NULL : job->se_entropy, &job->grad,
                        exact || !job->se_entropy ? NULL : &job->se_grad);
@@ -180,6 +191,13 @@ int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
         long bad = gs_first_nonfinite(x, M * D);
         if (bad >= 0) {
             rc = gs_fail_row(err, &w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
+            break;
+        }
+        /* log_prob is an output too: an infinite log-density (a caller's
+         * eps of 1e200, whose square overflows) used to be returned
+         * unchecked (found by tests/test_estim.c). */
+        if ((bad = gs_first_nonfinite(w.lp, M)) >= 0) {
+            rc = gs_fail_lp(err, d, &w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
             break;
         }
         const double *gx = job->grad_x + b * M * D;

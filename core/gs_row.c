@@ -226,7 +226,35 @@ int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
         double s = w->sigma[col];
         if (!isnormal(s)) return gs_fail(err, GS_ENONFINITE, GS_IN_SCALE, (long)b, -1, col);
     }
+    /* A result without a column (an entropy, a log-density) is blamed on
+     * the first column whose sigma over- or underflowed, if any: with
+     * log_scale 800 a tanh_normal's draws saturate to finite values but
+     * its log-density is infinite (found by tests/test_dist.c and
+     * tests/test_entropy.c, which saw `loc` blamed, or column 0). */
+    if (w && col < 0 && w->sigma)
+        for (size_t i = 0; i < w->dim; i++)
+            if (!isnormal(w->sigma[i]))
+                return gs_fail(err, GS_ENONFINITE, GS_IN_SCALE, (long)b, -1, (long)i);
     return gs_fail(err, GS_ENONFINITE, input, (long)b, sample, col);
+}
+
+int gs_fail_lp(gs_error *err, const gs_dist *d, const gs_ws *w, int caller_eps,
+               gs_input input, size_t b, size_t m) {
+    size_t D = w->dim;
+    for (size_t i = 0; i < D; i++)
+        if (!isnormal(w->sigma[i]))
+            return gs_fail(err, GS_ENONFINITE, GS_IN_SCALE, (long)b, -1, (long)i);
+    for (size_t i = 0; i < D; i++) {
+        double e = w->eps[m * D + i];
+        if (!isfinite(e * e))
+            return gs_fail(err, GS_ENONFINITE, caller_eps ? GS_IN_EPS : input, (long)b,
+                           caller_eps ? (long)m : -1, (long)i);
+    }
+    if (d->type == GS_TANH_NORMAL)
+        for (size_t i = 0; i < D; i++)
+            if (!isfinite(w->l1mt2[m * D + i]))
+                return gs_fail(err, GS_ENONFINITE, input, (long)b, -1, (long)i);
+    return gs_fail(err, GS_ENONFINITE, input, (long)b, (long)m, -1);
 }
 
 void gs_scale_to_sigma(const gs_dist *d, const gs_ws *w, double *g1,

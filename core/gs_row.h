@@ -73,9 +73,18 @@ long gs_first_nonfinite(const double *a, size_t n);
 
 /* Blames a non-finite result of row b, column col: the scale when that
  * column's sigma is zero, subnormal or infinite (exp(log_scale) over- or
- * underflowed), else `input`. */
+ * underflowed), else `input`. For col < 0 (a per-row or per-sample
+ * result) the first column of the row with such a sigma is blamed. */
 int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
                 long sample, long col);
+
+/* Blames the non-finite log-density w->lp[m] of row b on the coordinate
+ * that made it so: a sigma that over- or underflowed (GS_IN_SCALE), an eps
+ * whose square overflows (GS_IN_EPS with sample m when caller_eps, the
+ * noise being the caller's, else `input`), a tanh_normal u so large that
+ * log(1 - tanh^2 u) is -inf (`input`, the loc); else `input`, no column. */
+int gs_fail_lp(gs_error *err, const gs_dist *d, const gs_ws *w, int caller_eps,
+               gs_input input, size_t b, size_t m);
 
 /* Copies the row's per-sample terms w->g0 (and g1) into terms (rows x M x
  * dim) when terms->p0 is set, the scale's converted to d/dsigma. */

@@ -142,6 +142,14 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
         gs_reduce_terms(w.g1, M, D, job->grad.p1 + b * D, se1);
         gs_scale_to_sigma(d, &w, job->grad.p1 + b * D, se1);
 
+        /* An infinite log-density: name the coordinate at fault (an
+         * overflowed scale, the caller's eps, a huge loc), not the row's
+         * loc (found by tests/test_sac.c). */
+        long lbad = gs_first_nonfinite(w.lp, M);
+        if (lbad >= 0) {
+            rc = gs_fail_lp(err, d, &w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)lbad);
+            break;
+        }
         if (!isfinite(job->entropy[b]) || (job->se_entropy && !isfinite(job->se_entropy[b]))) {
             rc = gs_fail_row(err, &w, GS_IN_LOC, b, -1, -1);
             break;

@@ -1,0 +1,150 @@
+/* test_vmath.c - Check suite for gs_vmath: accuracy vs libm, special values, split invariance. */
+#include "test_core_util.h"
+
+typedef void (*unary_fn)(size_t, const double *, double *);
+
+/* Accuracy over a grid: SLEEF's u10 kernels are within 1 ulp, libm within
+ * about 1: the two agree to a few units of 2^-52 relative. */
+static void check_grid(unary_fn f, double (*ref)(double), double a, double b, size_t n, double rtol,
+                       const char *name) {
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    for (size_t i = 0; i < n; i++) x[i] = a + (b - a) * (double)i / (double)(n - 1);
+    f(n, x, y);
+    for (size_t i = 0; i < n; i++) {
+        double want = ref(x[i]);
+        ck_assert_msg(tc_close(y[i], want, rtol, 1e-300), "%s(%.17g) = %.17g, libm %.17g", name,
+                      x[i], y[i], want);
+    }
+    free(x);
+    free(y);
+}
+
+START_TEST(accuracy_against_libm) {
+    const double rtol = 4.0 * 0x1p-52;
+    check_grid(gs_vm_exp, exp, -745.0, 709.7, 100003, rtol, "exp");
+    check_grid(gs_vm_exp, exp, -1.0, 1.0, 10001, rtol, "exp");
+    check_grid(gs_vm_expm1, expm1, -40.0, 709.0, 100003, rtol, "expm1");
+    check_grid(gs_vm_expm1, expm1, -1e-3, 1e-3, 10001, rtol, "expm1");
+    check_grid(gs_vm_log, log, 1e-300, 1e300, 100003, rtol, "log");
+    check_grid(gs_vm_log, log, 0.5, 2.0, 10001, rtol, "log");
+    check_grid(gs_vm_log1p, log1p, -0.999999, 1e300, 100003, rtol, "log1p");
+    check_grid(gs_vm_log1p, log1p, -1e-3, 1e-3, 10001, rtol, "log1p");
+    /* Subnormal and tiny arguments of log (u1 of Box-Muller is >= 2^-54). */
+    double x[4] = {0x1p-54, 0x1p-1074, 0x1p-1022, 1.0 - 0x1p-53}, y[4];
+    gs_vm_log(4, x, y);
+    for (int i = 0; i < 4; i++) ck_close(y[i], log(x[i]), rtol, 0.0);
+}
+END_TEST
+
+START_TEST(sincospi_accuracy) {
+    const size_t n = 40001;
+    double *x = malloc(n * sizeof *x), *s = malloc(n * sizeof *s), *c = malloc(n * sizeof *c);
+    /* [0, 2): the angles Box-Muller uses. sin(pi x) by libm rounds pi, so
+     * compare with an absolute tolerance of a few ulps of 1. */
+    for (size_t i = 0; i < n; i++) x[i] = 2.0 * (double)i / (double)n;
+    gs_vm_sincospi(n, x, s, c);
+    for (size_t i = 0; i < n; i++) {
+        ck_close_i(s[i], sin(M_PI * x[i]), 0.0, 1e-15, i);
+        ck_close_i(c[i], cos(M_PI * x[i]), 0.0, 1e-15, i);
+        ck_close_i(s[i] * s[i] + c[i] * c[i], 1.0, 0.0, 4e-16, i);
+    }
+    /* Quarter turns are exact: no rounded pi is involved. */
+    double q[5] = {0.0, 0.5, 1.0, 1.5, 0.25}, qs[5], qc[5];
+    gs_vm_sincospi(5, q, qs, qc);
+    ck_assert(qs[0] == 0.0 && qc[0] == 1.0);
+    ck_assert(qs[1] == 1.0 && fabs(qc[1]) == 0.0);
+    ck_assert(fabs(qs[2]) == 0.0 && qc[2] == -1.0);
+    ck_assert(qs[3] == -1.0 && fabs(qc[3]) == 0.0);
+    ck_close(qs[4], sqrt(0.5), 0x1p-52, 0.0);
+    ck_close(qc[4], sqrt(0.5), 0x1p-52, 0.0);
+    free(x);
+    free(s);
+    free(c);
+}
+END_TEST
+
+/* The values the core's stable formulas rely on at the ends of the range. */
+START_TEST(special_values) {
+    double x[8] = {0.0, -INFINITY, -800.0, 800.0, -80.0, 1.0, -1e-300, 1e-300}, y[8];
+    gs_vm_exp(8, x, y);
+    ck_assert(y[0] == 1.0 && y[1] == 0.0 && y[2] == 0.0 && isinf(y[3]) && y[3] > 0);
+    ck_close(y[5], M_E, 0x1p-52, 0.0);
+    gs_vm_expm1(8, x, y);
+    ck_assert(y[0] == 0.0 && y[1] == -1.0 && y[2] == -1.0 && y[4] == -1.0 && isinf(y[3]));
+    ck_assert(y[6] == -1e-300 && y[7] == 1e-300);
+    double l[6] = {1.0, 0.0, 2.0, INFINITY, 1e-320, 4.0}, ly[6];
+    gs_vm_log(6, l, ly);
+    ck_assert(ly[0] == 0.0 && isinf(ly[1]) && ly[1] < 0 && isinf(ly[3]) && ly[3] > 0);
+    ck_close(ly[2], M_LN2, 0x1p-52, 0.0);
+    ck_close(ly[4], log(1e-320), 0x1p-51, 0.0);
+    double p[4] = {0.0, -1.0, 1e-300, -0.5}, py[4];
+    gs_vm_log1p(4, p, py);
+    ck_assert(py[0] == 0.0 && isinf(py[1]) && py[1] < 0 && py[2] == 1e-300);
+    ck_close(py[3], -M_LN2, 0x1p-52, 0.0);
+}
+END_TEST
+
+/* y[i] depends only on x[i]: not on n, nor on where x[i] sits relative to
+ * the vector width (the padded tail goes through the same kernel). */
+START_TEST(independent_of_length_and_position) {
+    enum { N = 23 };
+    double x[N], full[N], part[N], s_full[N], c_full[N], s_part[N], c_part[N];
+    for (int i = 0; i < N; i++) x[i] = -3.7 + 0.61 * i + 1e-3 * (i * i % 7);
+    unary_fn fns[4] = {gs_vm_exp, gs_vm_expm1, gs_vm_log1p, gs_vm_log};
+    for (int f = 0; f < 4; f++) {
+        double in[N];
+        for (int i = 0; i < N; i++)
+            in[i] = f == 3 ? fabs(x[i]) + 0.01 : (f == 2 ? fabs(x[i]) : x[i]);
+        fns[f](N, in, full);
+        for (size_t off = 0; off < 6; off++)
+            for (size_t n = 0; off + n <= N; n++) {
+                memset(part, 0x7f, sizeof part);
+                fns[f](n, in + off, part);
+                ck_assert_msg(memcmp(part, full + off, n * sizeof(double)) == 0,
+                              "function %d, offset %zu, length %zu", f, off, n);
+                /* nothing past n is written */
+                if (n < N) {
+                    double guard;
+                    memset(&guard, 0x7f, sizeof guard);
+                    ck_assert(memcmp(&part[n], &guard, sizeof guard) == 0);
+                }
+            }
+        /* in place */
+        double inplace[N];
+        memcpy(inplace, in, sizeof inplace);
+        fns[f](N, inplace, inplace);
+        ck_same_bytes(inplace, full, sizeof full);
+    }
+    gs_vm_sincospi(N, x, s_full, c_full);
+    for (size_t off = 0; off < 6; off++)
+        for (size_t n = 0; off + n <= N; n++) {
+            gs_vm_sincospi(n, x + off, s_part, c_part);
+            ck_assert(memcmp(s_part, s_full + off, n * sizeof(double)) == 0);
+            ck_assert(memcmp(c_part, c_full + off, n * sizeof(double)) == 0);
+        }
+}
+END_TEST
+
+START_TEST(isa_reported) {
+    const char *isa = gs_vm_isa();
+    ck_assert(strcmp(isa, "avx2") == 0 || strcmp(isa, "sse2") == 0);
+#if defined(__x86_64__) && !defined(GS_VM_BASELINE)
+    int have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    ck_assert_str_eq(isa, have ? "avx2" : "sse2");
+#endif
+}
+END_TEST
+
+static Suite *vmath_suite(void) {
+    Suite *s = suite_create("vmath");
+    TCase *tc = tcase_create("vmath");
+    tcase_add_test(tc, accuracy_against_libm);
+    tcase_add_test(tc, sincospi_accuracy);
+    tcase_add_test(tc, special_values);
+    tcase_add_test(tc, independent_of_length_and_position);
+    tcase_add_test(tc, isa_reported);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tc_run(vmath_suite()); }
