@@ -345,18 +345,6 @@ static void fmt_index(char *buf, size_t n, const char *path, int single, long ro
     if (col >= 0 && l < n) snprintf(buf + l, n - l, "[%ld]", col);
 }
 
-/* The first column of row b whose sigma is zero, subnormal or infinite
- * (exp(log_scale) over- or underflowed, or a tiny `scale`), or -1. */
-static long bad_sigma_col(const api_dist *d, long b) {
-    if (!d || d->d.type == GS_CATEGORICAL || !d->d.scale || b < 0 || (size_t)b >= d->d.rows)
-        return -1;
-    for (size_t j = 0; j < d->d.dim; j++) {
-        double v = d->d.scale[(size_t)b * d->d.dim + j];
-        if (!isnormal(d->d.scale_is_sigma ? v : exp(v))) return (long)j;
-    }
-    return -1;
-}
-
 void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
     char base[128], p[256];
     /* Parameters a head produced are named by the head's layer and row. */
@@ -370,24 +358,6 @@ void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
                 "non-finite (an exp that over- or underflows); use smaller weights or features",
                 e->input == GS_IN_SCALE ? "log_scale" : e->input == GS_IN_LOC ? "loc" : "logits",
                 base, e->row);
-        return;
-    }
-    /* The core blames the scale only when the failing value has a column
-     * whose sigma it can look at; a per-row or per-sample log-density
-     * result (an entropy, a log_prob) comes with col -1, or col 0 from a
-     * sample index, blamed on `loc` (or on x for a density that
-     * underflows). When that row's sigma over- or underflowed, the scale is
-     * at fault (API.md §11): name it. A point outside a tanh_normal's
-     * support (x with its column) stays the point's fault. Found by
-     * tests/test_api_entropy.c: a tanh_normal with log_scale 800 named
-     * `distribution.loc[1]`. */
-    long sc = e->input == GS_IN_LOC || (e->input == GS_IN_X && e->col < 0)
-                  ? bad_sigma_col(d, e->row) : -1;
-    if (sc >= 0) {
-        gs_error s = *e;
-        s.input = GS_IN_SCALE;
-        s.col = sc;
-        api_kernel_error(c, d, &s);
         return;
     }
     long sample = e->sample;

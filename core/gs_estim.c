@@ -253,6 +253,14 @@ int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err) {
                 gs_cont_from_eps(d, b, &w);
             }
         }
+        /* The score eps^2 - 1 overflows when a caller's eps (or an x far
+         * out, through (x - mu) / sigma) is huge: blame that draw, not f. */
+        if (d->type != GS_CATEGORICAL)
+            for (size_t j = 0; j < M * D && !rc; j++)
+                if (!isfinite(w.eps[j] * w.eps[j]) && isnormal(w.sigma[j % D]))
+                    rc = gs_fail(err, GS_ENONFINITE, job->x ? GS_IN_X : GS_IN_EPS, (long)b,
+                                 (long)(j / D), (long)(j % D));
+        if (rc) break;
         const double *f = job->f + b * M;
         job->value[b] = gs_mean_se(f, M, 1, job->se_value ? job->se_value + b : NULL);
         /* g_m = (f_m - b_m) dl(x_m)/dtheta; loo b_m = mean of the others. */

@@ -20,6 +20,12 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
     for (size_t b = r0; b < r1 && !rc; b++) {
         double *g = job->grad.p0 + b * K;
         job->entropy[b] = gs_cat_row(d->logits + b * K, K, w.logp, w.p);
+        /* Logits spread past the largest double (1e308 and -1e308) give a
+         * NaN softmax whatever q is: the logits are at fault. */
+        if (!isfinite(job->entropy[b])) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_LOGITS, (long)b, -1, -1);
+            break;
+        }
         if (!job->actions) {
             const double *q = job->q + b * K;
             double L = 0.0;
