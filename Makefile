@@ -55,6 +55,11 @@ $(DEPS_STAMP): .ci/deps.sh
 
 # The one file built for AVX2+FMA; gs_vmath.c calls it only on CPUs that have both.
 $(BUILD)/core/gs_vmath_avx2.o: CFLAGS_ISA := -mavx2 -mfma
+# The core's loops are written to vectorise (restrict, columns summed side
+# by side, never reassociated): GCC vectorises them at -O3, not at -O2.
+ifndef SANITIZE
+$(CORE_OBJ): OPT := -O3 -g
+endif
 ifeq ($(VMATH),baseline)
 FINAL_CFLAGS += -DGS_VM_BASELINE
 endif

@@ -18,8 +18,9 @@ int gs_sample(const gs_sample_job *job, size_t r0, size_t r1, gs_error *err) {
         double *lp = job->log_prob + b * M;
         if (d->type == GS_CATEGORICAL) {
             gs_cat_row(d->logits + b * D, D, w.logp, w.p);
+            size_t last = gs_rng_cat_cdf(w.p, D, w.cdf);
             for (size_t m = 0; m < M; m++) {
-                size_t k = gs_rng_categorical(&job->rng, b, (uint32_t)m, w.p, D);
+                size_t k = gs_rng_categorical_cdf(&job->rng, b, (uint32_t)m, w.cdf, D, last);
                 job->actions[b * M + m] = (int64_t)k;
                 lp[m] = w.logp[k];
             }
@@ -83,13 +84,16 @@ int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
         }
         memcpy(lp, w.lp, M * sizeof(double));
         /* Score with x fixed: dl/dmu = eps / sigma, dl/drho = eps^2 - 1. */
+        /* The sum of eps / sigma is formed as (sum of eps) / sigma: one
+         * division per dimension instead of one per element. */
         for (size_t i = 0; i < D; i++) g0[i] = g1[i] = 0.0;
         for (size_t m = 0; m < M; m++)
             for (size_t i = 0; i < D; i++) {
                 double e = w.eps[m * D + i];
-                g0[i] += e / w.sigma[i];
+                g0[i] += e;
                 g1[i] += e * e - 1.0;
             }
+        for (size_t i = 0; i < D; i++) g0[i] /= w.sigma[i];
         gs_scale_to_sigma(d, &w, g1, NULL);
         long bad = gs_first_nonfinite(lp, M);
         if (bad >= 0) {

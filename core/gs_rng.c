@@ -22,16 +22,22 @@ void gs_rng_philox(const uint32_t ctr[4], const uint32_t key[2],
     out[3] = r.v[3];
 }
 
-/* 53 bits of two words, centred in their cell: the result is in (0, 1). */
+/* 53 bits of two words, centred in their cell: the result is in (0, 1).
+ * bits < 2^53 converts exactly from int64 too, and baseline x86-64 has a
+ * one-instruction int64 -> double conversion but none for uint64. */
 static inline double u53(uint32_t hi, uint32_t lo) {
     uint64_t bits = (((uint64_t)hi << 32) | lo) >> 11;
-    return ((double)bits + 0.5) * 0x1p-53;
+    return ((double)(int64_t)bits + 0.5) * 0x1p-53;
 }
 
+/* Random123's philox4x32_R directly (it is inline), not through the
+ * struct-copying gs_rng_philox. */
 static inline void block(const gs_rng *rng, uint64_t row, uint32_t m,
                          uint32_t j, uint32_t out[4]) {
-    uint32_t ctr[4] = {j, m, (uint32_t)row, (uint32_t)(row >> 32)};
-    gs_rng_philox(ctr, rng->key, out);
+    philox4x32_ctr_t c = {{j, m, (uint32_t)row, (uint32_t)(row >> 32)}};
+    philox4x32_key_t k = {{rng->key[0], rng->key[1]}};
+    philox4x32_ctr_t r = philox4x32_R(10, c, k);
+    for (int i = 0; i < 4; i++) out[i] = r.v[i];
 }
 
 double gs_rng_uniform(const gs_rng *rng, uint64_t row, uint32_t m) {
@@ -87,5 +93,29 @@ size_t gs_rng_categorical(const gs_rng *rng, uint64_t row, uint32_t m,
         last = i;
         if (u < cdf) return i;
     }
+    return last;
+}
+
+/* Equivalent to gs_rng_categorical: cdf[i] equals its running sum at i
+ * (adding a zero probability leaves a sum unchanged) and cdf[k-1] its total.
+ * The first i with u < cdf[i] has p[i] > 0, because u >= 0 and the sum
+ * grows at i, so it is the action gs_rng_categorical returns; a NaN never
+ * compares below, falling through to last in both. */
+size_t gs_rng_cat_cdf(const double *p, size_t k, double *cdf) {
+    double c = 0.0;
+    size_t last = 0;
+    for (size_t i = 0; i < k; i++) {
+        c += p[i];
+        cdf[i] = c;
+        if (!(p[i] <= 0.0)) last = i;
+    }
+    return last;
+}
+
+size_t gs_rng_categorical_cdf(const gs_rng *rng, uint64_t row, uint32_t m,
+                              const double *cdf, size_t k, size_t last) {
+    double u = gs_rng_uniform(rng, row, m) * cdf[k - 1];
+    for (size_t i = 0; i < k; i++)
+        if (u < cdf[i]) return i;
     return last;
 }

@@ -16,7 +16,7 @@ static const double HALF_LOG_2PI = 0.91893853320467274178;
 int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     memset(w, 0, sizeof *w);
     size_t dim = d->dim, md = M * dim;
-    size_t nd = 6 * md + 2 * M + 5 * dim + 2 * dim + 2 * md +
+    size_t nd = 6 * md + 2 * M + 6 * dim + 3 * dim + 2 * md +
                 gs_rng_normals_scratch(M, dim);
     double *p = malloc(nd * sizeof(double) + M * sizeof(int64_t) + 64);
     if (!p) return GS_ENOMEM;
@@ -28,7 +28,8 @@ int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
         *slots[i] = p;
     w->lp = p, p += M;
     w->w = p, p += M;
-    double **dims[] = {&w->sigma, &w->rho, &w->c, &w->s, &w->logs, &w->logp, &w->p};
+    double **dims[] = {&w->sigma, &w->rho, &w->c, &w->s, &w->logs, &w->isig,
+                       &w->logp, &w->p, &w->cdf};
     for (size_t i = 0; i < sizeof dims / sizeof *dims; i++, p += dim)
         *dims[i] = p;
     w->g0 = p, p += md;
@@ -76,6 +77,11 @@ void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w) {
             w->rho[i] = sc[i];
             w->sigma[i] = exp(sc[i]);
         }
+        /* A multiply instead of a division per element; a sigma that over-
+         * or underflowed keeps the division, whose inf/0 cases the error
+         * paths rely on (1 / subnormal is inf, and 0 * inf NaN). */
+        double r = 1.0 / w->sigma[i];
+        w->isig[i] = isnormal(w->sigma[i]) && isnormal(r) ? r : 0.0;
         if (d->type == GS_TANH_NORMAL && d->low) {
             w->c[i] = 0.5 * (d->high[i] + d->low[i]);
             w->s[i] = 0.5 * (d->high[i] - d->low[i]);
@@ -119,7 +125,8 @@ size_t gs_cont_from_x(const gs_dist *d, size_t b, const double *x, gs_ws *w) {
                 u = atanh(y);
             }
             w->u[j] = u;
-            w->eps[j] = (u - mu[i]) / w->sigma[i];
+            w->eps[j] = w->isig[i] != 0.0 ? (u - mu[i]) * w->isig[i]
+                                          : (u - mu[i]) / w->sigma[i];
         }
     }
     gs_cont_finish(d, w);
@@ -208,10 +215,22 @@ void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w) {
     for (size_t m = 0; m < n; m++) w[m] = f * (v[m] - mean);
 }
 
-void gs_reduce_terms(const double *g, size_t M, size_t dim, double *mean,
-                     double *se) {
+void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
+                     double *restrict mean, double *restrict se) {
+    for (size_t i = 0; i < dim; i++) mean[i] = 0.0;
+    for (size_t m = 0; m < M; m++)
+        for (size_t i = 0; i < dim; i++) mean[i] += g[m * dim + i];
+    for (size_t i = 0; i < dim; i++) mean[i] /= (double)M;
+    if (!se) return;
+    /* se[] accumulates the centred sums of squares, then becomes the se. */
+    for (size_t i = 0; i < dim; i++) se[i] = 0.0;
+    for (size_t m = 0; m < M; m++)
+        for (size_t i = 0; i < dim; i++) {
+            double dv = g[m * dim + i] - mean[i];
+            se[i] += dv * dv;
+        }
     for (size_t i = 0; i < dim; i++)
-        mean[i] = gs_mean_se(g + i, M, dim, se ? se + i : NULL);
+        se[i] = M > 1 ? sqrt(se[i] / (double)(M - 1) / (double)M) : 0.0;
 }
 
 long gs_first_nonfinite(const double *a, size_t n) {

@@ -17,10 +17,11 @@ typedef struct {
     /* per sample */
     double *lp, *w;
     int64_t *k;
-    /* per dimension: sigma, log sigma, tanh centre c, half-width s, log s */
-    double *sigma, *rho, *c, *s, *logs;
-    /* categorical: log p, p (K each) */
-    double *logp, *p;
+    /* per dimension: sigma, log sigma, tanh centre c, half-width s, log s,
+     * and 1 / sigma (0 when sigma is not normal: divide instead) */
+    double *sigma, *rho, *c, *s, *logs, *isig;
+    /* categorical: log p, p, the cumulative sums of p for draws (K each) */
+    double *logp, *p, *cdf;
     /* per-sample gradient terms, M x dim each */
     double *g0, *g1;
     double *nscratch;
@@ -64,9 +65,11 @@ double gs_mean_se(const double *v, size_t n, size_t stride, double *se);
 void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w);
 
 /* Reduces M x dim terms to their mean (into mean[0..dim)) and, when se is
- * not NULL, standard errors. */
-void gs_reduce_terms(const double *g, size_t M, size_t dim, double *mean,
-                     double *se);
+ * not NULL, standard errors: per column exactly gs_mean_se's arithmetic
+ * (same sums in the same order), but swept row by row so the columns'
+ * sums run side by side in vector registers instead of down a stride. */
+void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
+                     double *restrict mean, double *restrict se);
 
 /* Index of the first non-finite value of a[0..n), or -1. */
 long gs_first_nonfinite(const double *a, size_t n);
