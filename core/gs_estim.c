@@ -58,6 +58,20 @@ static void reduce_grad(const gs_dist *d, gs_ws *w, size_t b,
     gs_scale_to_sigma(d, w, g->p1 + b * D, se1);
 }
 
+/* The categorical score gradient, mean of wt[m] (e_{k_m} - p), in closed
+ * form; the per-sample terms are formed only when the caller wants them. */
+static void cat_score_grad(const gs_dist *d, gs_ws *w, const double *wt,
+                           size_t b, const gs_pgrad *g, const gs_pgrad *se,
+                           const gs_pgrad *terms) {
+    size_t D = d->dim;
+    if (terms && terms->p0) {
+        score_terms(d, w, wt);
+        gs_export_terms(d, w, b, terms);
+    }
+    gs_cat_score_reduce(wt, w->k, w->M, w->p, D, g->p0 + b * D,
+                        se->p0 ? se->p0 + b * D : NULL, w->ksum, w->tmp);
+}
+
 /* Checks a row's per-row scalars and gradients; on a non-finite value fails
  * with the row and column, blaming the scale when its exp over- or
  * underflowed, else `input`. */
@@ -125,6 +139,10 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
          * the mean of the others. */
         gs_baseline_apply(job->baseline, w->lp, M, w->w);
         for (size_t m = 0; m < M; m++) w->w[m] = -w->w[m];
+        if (d->type == GS_CATEGORICAL) {
+            cat_score_grad(d, w, w->w, b, &job->grad, &job->se_grad, &job->terms);
+            return;
+        }
         score_terms(d, w, w->w);
     } else {
         /* g_m = -dl(f(eps_m))/dtheta along the path (MATH.md §3-§4):
@@ -267,8 +285,12 @@ int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err) {
         job->value[b] = gs_mean_se(f, M, 1, job->se_value ? job->se_value + b : NULL);
         /* g_m = (f_m - b_m) dl(x_m)/dtheta; loo b_m = mean of the others. */
         gs_baseline_apply(job->baseline, f, M, w.w);
-        score_terms(d, &w, w.w);
-        reduce_grad(d, &w, b, &job->grad, &job->se_grad, &job->terms);
+        if (d->type == GS_CATEGORICAL) {
+            cat_score_grad(d, &w, w.w, b, &job->grad, &job->se_grad, &job->terms);
+        } else {
+            score_terms(d, &w, w.w);
+            reduce_grad(d, &w, b, &job->grad, &job->se_grad, &job->terms);
+        }
         rc = check_row(err, d, &w, b, GS_IN_F, job->value, job->se_value,
                        &job->grad, job->se_grad.p0 ? &job->se_grad : NULL);
     }

@@ -16,7 +16,7 @@ static const double HALF_LOG_2PI = 0.91893853320467274178;
 int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     memset(w, 0, sizeof *w);
     size_t dim = d->dim, md = M * dim;
-    size_t nd = 6 * md + 2 * M + 6 * dim + 3 * dim + 2 * md +
+    size_t nd = 6 * md + 2 * M + 6 * dim + 4 * dim + 2 * md +
                 gs_rng_normals_scratch(M, dim);
     double *p = malloc(nd * sizeof(double) + M * sizeof(int64_t) + 64);
     if (!p) return GS_ENOMEM;
@@ -29,7 +29,7 @@ int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     w->lp = p, p += M;
     w->w = p, p += M;
     double **dims[] = {&w->sigma, &w->rho, &w->c, &w->s, &w->logs, &w->isig,
-                       &w->logp, &w->p, &w->cdf};
+                       &w->logp, &w->p, &w->cdf, &w->ksum};
     for (size_t i = 0; i < sizeof dims / sizeof *dims; i++, p += dim)
         *dims[i] = p;
     w->g0 = p, p += md;
@@ -231,6 +231,58 @@ void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
         }
     for (size_t i = 0; i < dim; i++)
         se[i] = M > 1 ? sqrt(se[i] / (double)(M - 1) / (double)M) : 0.0;
+}
+
+/* ss[j] += (0 - c[j] - p[j] dm)^2 for j in [j0, j1): the squared deviation
+ * of a column sample m did not draw. */
+static inline void cat_sq_acc(double *restrict ss, const double *restrict c,
+                              const double *restrict p, double dm, size_t j0,
+                              size_t j1) {
+    for (size_t j = j0; j < j1; j++) {
+        double v = 0.0 - c[j] - p[j] * dm;
+        ss[j] += v * v;
+    }
+}
+
+/* With W = sum_m w_m, S_j = the sum of w_m over the samples that drew j,
+ * and d_m = w_m - W / M:
+ *   mean_j          = (S_j - p_j W) / M
+ *   g_mj - mean_j   = w_m [k_m = j] - S_j / M - p_j d_m
+ * The centred squares are summed term by term, as gs_reduce_terms would,
+ * the columns side by side (vectorised): expanding the square into O(M + K)
+ * moments instead cancels badly when p_j is near 1 and most samples drew
+ * j, a common state of a trained policy. */
+void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
+                         size_t M, const double *restrict p, size_t K,
+                         double *restrict mean, double *restrict se,
+                         double *restrict ksum, double *restrict dev) {
+    double W = 0.0, fM = (double)M;
+    for (size_t j = 0; j < K; j++) ksum[j] = 0.0;
+    for (size_t m = 0; m < M; m++) {
+        W += w[m];
+        ksum[k[m]] += w[m];
+    }
+    for (size_t j = 0; j < K; j++) mean[j] = (ksum[j] - p[j] * W) / fM;
+    if (!se) return;
+    double wbar = W / fM;
+    for (size_t m = 0; m < M; m++) dev[m] = w[m] - wbar;
+    /* ksum becomes S_j / M; se accumulates the sums of squares. */
+    for (size_t j = 0; j < K; j++) ksum[j] /= fM, se[j] = 0.0;
+    for (size_t m = 0; m < M; m++) {
+        size_t km = (size_t)k[m];
+        double wm = w[m], dm = dev[m];
+        /* The drawn column apart: no per-column test in the vector loops
+         * (SSE2 has no 64-bit compare). */
+        cat_sq_acc(se, ksum, p, dm, 0, km);
+        double v = wm - ksum[km] - p[km] * dm;
+        se[km] += v * v;
+        cat_sq_acc(se, ksum, p, dm, km + 1, K);
+    }
+    /* One rounded division, where gs_mean_se has two. */
+    double f = M > 1 ? (double)(M - 1) * fM : 1.0;
+    for (size_t j = 0; j < K; j++) se[j] = sqrt(se[j] / f);
+    if (M < 2)
+        for (size_t j = 0; j < K; j++) se[j] = 0.0;
 }
 
 long gs_first_nonfinite(const double *a, size_t n) {

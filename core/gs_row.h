@@ -20,8 +20,9 @@ typedef struct {
     /* per dimension: sigma, log sigma, tanh centre c, half-width s, log s,
      * and 1 / sigma (0 when sigma is not normal: divide instead) */
     double *sigma, *rho, *c, *s, *logs, *isig;
-    /* categorical: log p, p, the cumulative sums of p for draws (K each) */
-    double *logp, *p, *cdf;
+    /* categorical: log p, p, the cumulative sums of p for draws, sums of
+     * weights per action (K each) */
+    double *logp, *p, *cdf, *ksum;
     /* per-sample gradient terms, M x dim each */
     double *g0, *g1;
     double *nscratch;
@@ -70,6 +71,14 @@ void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w);
  * sums run side by side in vector registers instead of down a stride. */
 void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
                      double *restrict mean, double *restrict se);
+
+/* Mean (into mean[0..K)) and, when se is not NULL, standard errors of the
+ * categorical score terms g_mj = w[m] (e_{k[m]} - p)_j of M samples, without
+ * forming the M x K terms. ksum (K) and dev (M) are scratch. */
+void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
+                         size_t M, const double *restrict p, size_t K,
+                         double *restrict mean, double *restrict se,
+                         double *restrict ksum, double *restrict dev);
 
 /* Index of the first non-finite value of a[0..n), or -1. */
 long gs_first_nonfinite(const double *a, size_t n);

@@ -42,13 +42,19 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
             }
             job->loss[b] = gs_mean_se(w.lp, M, 1, job->se_loss ? job->se_loss + b : NULL);
             gs_baseline_apply(job->baseline, w.lp, M, w.w);
-            for (size_t m = 0; m < M; m++) {
-                double *t = w.g0 + m * K;
-                for (size_t j = 0; j < K; j++) t[j] = -w.w[m] * w.p[j];
-                t[w.k[m]] += w.w[m];
+            /* The terms w_m (e_{k_m} - p) are formed only for the caller;
+             * their mean and se have closed forms. */
+            if (job->terms.p0) {
+                for (size_t m = 0; m < M; m++) {
+                    double *t = w.g0 + m * K;
+                    for (size_t j = 0; j < K; j++) t[j] = -w.w[m] * w.p[j];
+                    t[w.k[m]] += w.w[m];
+                }
+                gs_export_terms(d, &w, b, &job->terms);
             }
-            gs_reduce_terms(w.g0, M, K, g, job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL);
-            gs_export_terms(d, &w, b, &job->terms);
+            gs_cat_score_reduce(w.w, w.k, M, w.p, K, g,
+                                job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL, w.ksum,
+                                w.tmp);
         }
         if (!isfinite(job->loss[b]) || (job->se_loss && job->actions && !isfinite(job->se_loss[b]))) {
             rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
