@@ -55,6 +55,8 @@ $(DEPS_STAMP): .ci/deps.sh
 
 # The one file built for AVX2+FMA; gs_vmath.c calls it only on CPUs that have both.
 $(BUILD)/core/gs_vmath_avx2.o: CFLAGS_ISA := -mavx2 -mfma
+# Likewise the AVX-512F file, called only on CPUs with AVX-512F, AVX2 and FMA.
+$(BUILD)/core/gs_vmath_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
 # The core's loops are written to vectorise (restrict, columns summed side
 # by side, never reassociated): GCC vectorises them at -O3, not at -O2.
 ifndef SANITIZE
@@ -62,6 +64,10 @@ $(CORE_OBJ): OPT := -O3 -g
 endif
 ifeq ($(VMATH),baseline)
 FINAL_CFLAGS += -DGS_VM_BASELINE
+endif
+# make VMATH=avx2: the AVX2 path on a CPU that has AVX-512 too.
+ifeq ($(VMATH),avx2)
+FINAL_CFLAGS += -DGS_VM_NO_AVX512
 endif
 
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)

@@ -47,21 +47,7 @@ void gs_ws_free(gs_ws *w) {
 /* ---- categorical ---------------------------------------------------------- */
 
 double gs_cat_row(const double *z, size_t K, double *logp, double *p) {
-    double mx = z[0];
-    for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
-    for (size_t k = 0; k < K; k++) logp[k] = z[k] - mx;
-    gs_vm_exp(K, logp, p);
-    /* The max term contributes exp(0) = 1, so sum >= 1 and its log is
-     * finite: logits of +-1e4 cannot overflow. */
-    double sum = 0.0;
-    for (size_t k = 0; k < K; k++) sum += p[k];
-    double lse = log(sum), h = 0.0;
-    for (size_t k = 0; k < K; k++) {
-        logp[k] -= lse;
-        p[k] /= sum;
-        h -= p[k] * logp[k]; /* p = 0 (underflow) adds 0: logp is finite */
-    }
-    return h;
+    return gs_vm_cat(K, z, logp, p);
 }
 
 /* ---- continuous ----------------------------------------------------------- */

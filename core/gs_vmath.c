@@ -1,6 +1,7 @@
-/* gs_vmath.c - SLEEF array kernels with run-time AVX2/SSE2 dispatch. */
+/* gs_vmath.c - SLEEF array kernels with run-time AVX-512/AVX2/SSE2 dispatch. */
 #include "gs_vmath.h"
 
+#include <math.h>
 #include <sleef.h>
 #include <string.h>
 
@@ -8,14 +9,21 @@
 
 /* The build targets baseline x86-64 so the binary runs anywhere. The AVX2
  * bodies live in gs_vmath_avx2.c, the one file compiled with -mavx2 -mfma,
- * and are only called when the CPU reports both features. GS_VM_BASELINE
- * (make VMATH=baseline) forces SSE2, to test that path. */
+ * the AVX-512 ones in gs_vmath_avx512.c (-mavx512f), and each is only called
+ * when the CPU reports its features. GS_VM_BASELINE (make VMATH=baseline)
+ * forces SSE2 and GS_VM_NO_AVX512 (make VMATH=avx2) stops at AVX2, to test
+ * those paths on a CPU that has more. */
 #if defined(__x86_64__) && !defined(GS_VM_BASELINE)
 static int have_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #else
 static int have_avx2(void) { return 0; }
+#endif
+#if defined(__x86_64__) && !defined(GS_VM_BASELINE) && !defined(GS_VM_NO_AVX512)
+static int have_avx512(void) { return __builtin_cpu_supports("avx512f") && have_avx2(); }
+#else
+static int have_avx512(void) { return 0; }
 #endif
 
 /* Pad value for a short tail: 1.0 is in the domain of every function here. */
@@ -30,7 +38,8 @@ static int have_avx2(void) { return 0; }
         }                                                                      \
     }                                                                          \
     void gs_vm_##name(size_t n, const double *x, double *y) {                  \
-        if (have_avx2()) gs_vm_##name##_avx2(n, x, y);                         \
+        if (have_avx512()) gs_vm_##name##_avx512(n, x, y);                     \
+        else if (have_avx2()) gs_vm_##name##_avx2(n, x, y);                    \
         else name##_sse2(n, x, y);                                             \
     }
 
@@ -57,8 +66,36 @@ static void sincospi_sse2(size_t n, const double *x, double *s, double *c) {
 }
 
 void gs_vm_sincospi(size_t n, const double *x, double *s, double *c) {
-    if (have_avx2()) gs_vm_sincospi_avx2(n, x, s, c);
+    if (have_avx512()) gs_vm_sincospi_avx512(n, x, s, c);
+    else if (have_avx2()) gs_vm_sincospi_avx2(n, x, s, c);
     else sincospi_sse2(n, x, s, c);
 }
 
-const char *gs_vm_isa(void) { return have_avx2() ? "avx2" : "sse2"; }
+/* The SSE2 softmax row: sums left to right. */
+static double cat_sse2(size_t K, const double *z, double *logp, double *p) {
+    double mx = z[0];
+    for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+    for (size_t k = 0; k < K; k++) logp[k] = z[k] - mx;
+    exp_sse2(K, logp, p);
+    /* The max term contributes exp(0) = 1, so sum >= 1 and its log is
+     * finite: logits of +-1e4 cannot overflow. */
+    double sum = 0.0;
+    for (size_t k = 0; k < K; k++) sum += p[k];
+    double lse = log(sum), h = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        logp[k] -= lse;
+        p[k] /= sum;
+        h -= p[k] * logp[k]; /* p = 0 (underflow) adds 0: logp is finite */
+    }
+    return h;
+}
+
+double gs_vm_cat(size_t K, const double *z, double *logp, double *p) {
+    if (have_avx512()) return gs_vm_cat_avx512(K, z, logp, p);
+    if (have_avx2()) return gs_vm_cat_avx2(K, z, logp, p);
+    return cat_sse2(K, z, logp, p);
+}
+
+const char *gs_vm_isa(void) {
+    return have_avx512() ? "avx512f" : have_avx2() ? "avx2" : "sse2";
+}

@@ -1,4 +1,6 @@
 /* gs_vmath_avx2.c - AVX2+FMA bodies of the SLEEF array kernels (built with -mavx2 -mfma). */
+#include <immintrin.h>
+#include <math.h>
 #include <sleef.h>
 #include <string.h>
 
@@ -41,6 +43,68 @@ void gs_vm_sincospi_avx2(size_t n, const double *x, double *s, double *c) {
         memcpy(s + i, ts, (n - i) * sizeof *ts);
         memcpy(c + i, tc, (n - i) * sizeof *tc);
     }
+}
+
+/* Fixed-order horizontal folds: (v0 + v2) + (v1 + v3), and the max. */
+static inline double hsum4(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+static inline double hmax4(__m256d v) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* The softmax row of gs_vm_cat, four logits at a time; sums in four lanes
+ * folded by hsum4, an order fixed by K alone. The tail is loaded and stored
+ * under a mask and its padding lanes are kept out of every max and sum. */
+double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p) {
+    size_t nf = K & ~(size_t)3;
+    __m256i tm = _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(K - nf)),
+                                    _mm256_setr_epi64x(0, 1, 2, 3));
+    __m256d tmd = _mm256_castsi256_pd(tm), ninf = _mm256_set1_pd(-INFINITY);
+    __m256d vmax = ninf;
+    for (size_t i = 0; i < nf; i += 4) vmax = _mm256_max_pd(vmax, _mm256_loadu_pd(z + i));
+    if (nf < K)
+        vmax = _mm256_max_pd(vmax, _mm256_blendv_pd(ninf, _mm256_maskload_pd(z + nf, tm), tmd));
+    __m256d mx = _mm256_set1_pd(hmax4(vmax));
+    /* z is read before logp is written: the two may be the same array. */
+    __m256d acc = _mm256_setzero_pd();
+    for (size_t i = 0; i < nf; i += 4) {
+        __m256d x = _mm256_sub_pd(_mm256_loadu_pd(z + i), mx);
+        __m256d e = Sleef_expd4_u10avx2(x);
+        _mm256_storeu_pd(logp + i, x);
+        _mm256_storeu_pd(p + i, e);
+        acc = _mm256_add_pd(acc, e);
+    }
+    if (nf < K) {
+        __m256d x = _mm256_and_pd(_mm256_sub_pd(_mm256_maskload_pd(z + nf, tm), mx), tmd);
+        __m256d e = Sleef_expd4_u10avx2(x);
+        _mm256_maskstore_pd(logp + nf, tm, x);
+        _mm256_maskstore_pd(p + nf, tm, e);
+        acc = _mm256_add_pd(acc, _mm256_and_pd(e, tmd));
+    }
+    /* The max term contributes exp(0) = 1: sum >= 1, its log finite. */
+    double sum = hsum4(acc);
+    __m256d lse = _mm256_set1_pd(log(sum)), r = _mm256_set1_pd(1.0 / sum);
+    __m256d h = _mm256_setzero_pd();
+    for (size_t i = 0; i < nf; i += 4) {
+        __m256d l = _mm256_sub_pd(_mm256_loadu_pd(logp + i), lse);
+        __m256d q = _mm256_mul_pd(_mm256_loadu_pd(p + i), r);
+        _mm256_storeu_pd(logp + i, l);
+        _mm256_storeu_pd(p + i, q);
+        h = _mm256_add_pd(h, _mm256_mul_pd(q, l));
+    }
+    if (nf < K) {
+        __m256d l = _mm256_sub_pd(_mm256_maskload_pd(logp + nf, tm), lse);
+        __m256d q = _mm256_mul_pd(_mm256_maskload_pd(p + nf, tm), r);
+        _mm256_maskstore_pd(logp + nf, tm, l);
+        _mm256_maskstore_pd(p + nf, tm, q);
+        h = _mm256_add_pd(h, _mm256_and_pd(_mm256_mul_pd(q, l), tmd));
+    }
+    /* p = 0 (underflow) adds 0: its logp is finite. */
+    return -hsum4(h);
 }
 #else
 #error "gs_vmath_avx2.c must be compiled with -mavx2 -mfma"

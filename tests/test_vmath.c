@@ -127,10 +127,16 @@ END_TEST
 
 START_TEST(isa_reported) {
     const char *isa = gs_vm_isa();
-    ck_assert(strcmp(isa, "avx2") == 0 || strcmp(isa, "sse2") == 0);
+    ck_assert(strcmp(isa, "avx512f") == 0 || strcmp(isa, "avx2") == 0 ||
+              strcmp(isa, "sse2") == 0);
 #if defined(__x86_64__) && !defined(GS_VM_BASELINE)
     int have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    ck_assert_str_eq(isa, have ? "avx2" : "sse2");
+#if defined(GS_VM_NO_AVX512)
+    int have512 = 0;
+#else
+    int have512 = have && __builtin_cpu_supports("avx512f");
+#endif
+    ck_assert_str_eq(isa, have512 ? "avx512f" : have ? "avx2" : "sse2");
 #endif
 }
 END_TEST

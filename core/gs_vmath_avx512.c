@@ -1,0 +1,95 @@
+/* gs_vmath_avx512.c - AVX-512F bodies of the SLEEF array kernels and the softmax row (built with -mavx512f). */
+#include <immintrin.h>
+#include <math.h>
+#include <sleef.h>
+
+#include "gs_vmath_impl.h"
+
+#if defined(__AVX512F__)
+/* The tail is a masked load padded with 1.0 (in every function's domain)
+ * and a masked store: the same vector kernel as the body, nothing written
+ * past n. SLEEF's AVX-512F and AVX2 kernels share their algorithm and FMA
+ * use and give the same bits (checked on 1.6e8 inputs of each function over
+ * the noise's domains), so the random streams do not depend on which runs. */
+static inline __mmask8 tail_mask(size_t r) { return (__mmask8)((1u << r) - 1u); }
+
+#define GS_VM_AVX512(name, f8)                                                 \
+    void gs_vm_##name##_avx512(size_t n, const double *x, double *y) {        \
+        size_t i = 0;                                                          \
+        for (; i + 8 <= n; i += 8)                                             \
+            _mm512_storeu_pd(y + i, f8(_mm512_loadu_pd(x + i)));               \
+        if (i < n) {                                                           \
+            __mmask8 m = tail_mask(n - i);                                     \
+            __m512d v = _mm512_mask_loadu_pd(_mm512_set1_pd(1.0), m, x + i);   \
+            _mm512_mask_storeu_pd(y + i, m, f8(v));                            \
+        }                                                                      \
+    }
+
+GS_VM_AVX512(exp, Sleef_expd8_u10avx512f)
+GS_VM_AVX512(expm1, Sleef_expm1d8_u10avx512f)
+GS_VM_AVX512(log, Sleef_logd8_u10avx512f)
+GS_VM_AVX512(log1p, Sleef_log1pd8_u10avx512f)
+
+void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c) {
+    for (size_t i = 0; i < n; i += 8) {
+        __mmask8 m = n - i >= 8 ? 0xff : tail_mask(n - i);
+        __m512d v = _mm512_mask_loadu_pd(_mm512_set1_pd(1.0), m, x + i);
+        Sleef___m512d_2 r = Sleef_sincospid8_u05avx512f(v);
+        _mm512_mask_storeu_pd(s + i, m, r.x);
+        _mm512_mask_storeu_pd(c + i, m, r.y);
+    }
+}
+
+/* The softmax row of gs_vm_cat, eight logits at a time. Sums run in eight
+ * lanes (lane l adds elements l, l + 8, ...) and are then folded by
+ * _mm512_reduce_add_pd: an order fixed by K alone. Tail lanes are masked
+ * out of every max and sum. */
+double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p) {
+    size_t nf = K & ~(size_t)7;
+    __mmask8 tm = tail_mask(K - nf);
+    __m512d ninf = _mm512_set1_pd(-INFINITY), vmax = ninf;
+    for (size_t i = 0; i < nf; i += 8) vmax = _mm512_max_pd(vmax, _mm512_loadu_pd(z + i));
+    if (tm) vmax = _mm512_max_pd(vmax, _mm512_mask_loadu_pd(ninf, tm, z + nf));
+    __m512d mx = _mm512_set1_pd(_mm512_reduce_max_pd(vmax));
+    /* logp = z - max, p = exp(logp): z is read before logp is written, so
+     * the two may be the same array. */
+    __m512d acc = _mm512_setzero_pd();
+    for (size_t i = 0; i < nf; i += 8) {
+        __m512d x = _mm512_sub_pd(_mm512_loadu_pd(z + i), mx);
+        __m512d e = Sleef_expd8_u10avx512f(x);
+        _mm512_storeu_pd(logp + i, x);
+        _mm512_storeu_pd(p + i, e);
+        acc = _mm512_add_pd(acc, e);
+    }
+    if (tm) {
+        __m512d x = _mm512_maskz_sub_pd(tm, _mm512_maskz_loadu_pd(tm, z + nf), mx);
+        __m512d e = Sleef_expd8_u10avx512f(x);
+        _mm512_mask_storeu_pd(logp + nf, tm, x);
+        _mm512_mask_storeu_pd(p + nf, tm, e);
+        acc = _mm512_mask_add_pd(acc, tm, acc, e);
+    }
+    /* The max term contributes exp(0) = 1, so sum >= 1 and its log is
+     * finite. */
+    double sum = _mm512_reduce_add_pd(acc);
+    __m512d lse = _mm512_set1_pd(log(sum)), r = _mm512_set1_pd(1.0 / sum);
+    __m512d h = _mm512_setzero_pd();
+    for (size_t i = 0; i < nf; i += 8) {
+        __m512d l = _mm512_sub_pd(_mm512_loadu_pd(logp + i), lse);
+        __m512d q = _mm512_mul_pd(_mm512_loadu_pd(p + i), r);
+        _mm512_storeu_pd(logp + i, l);
+        _mm512_storeu_pd(p + i, q);
+        h = _mm512_add_pd(h, _mm512_mul_pd(q, l));
+    }
+    if (tm) {
+        __m512d l = _mm512_maskz_sub_pd(tm, _mm512_maskz_loadu_pd(tm, logp + nf), lse);
+        __m512d q = _mm512_maskz_mul_pd(tm, _mm512_maskz_loadu_pd(tm, p + nf), r);
+        _mm512_mask_storeu_pd(logp + nf, tm, l);
+        _mm512_mask_storeu_pd(p + nf, tm, q);
+        h = _mm512_mask_add_pd(h, tm, h, _mm512_mul_pd(q, l));
+    }
+    /* p = 0 (underflow) adds 0: its logp is finite. */
+    return -_mm512_reduce_add_pd(h);
+}
+#else
+#error "gs_vmath_avx512.c must be compiled with -mavx512f"
+#endif
