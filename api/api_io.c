@@ -87,14 +87,47 @@ void w_int(api_buf *b, int64_t v) {
     b->need_comma = 1;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s) {
+    if (s[0] < 0x80) return 1;
+    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80) return 0;
+    return n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped, valid
+ * UTF-8 copied, and any invalid byte (a message that cut a caller's string
+ * in the middle of a character, say) replaced by U+FFFD. */
 void w_string(api_buf *b, const char *s) {
     sep(b);
-    json_t *j = json_string(s);
-    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    if (t) w_str(b, t);
-    else b->oom = 1;
-    free(t);
-    json_decref(j);
+    w_raw(b, "\"", 1);
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        size_t run = 0; /* the longest stretch needing no escape */
+        while (u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\') run++;
+        if (run) {
+            w_raw(b, (const char *)u, run);
+            u += run;
+            continue;
+        }
+        if (*u == '"' || *u == '\\') {
+            char e[2] = {'\\', (char)*u};
+            w_raw(b, e, 2);
+            u++;
+        } else if (*u < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", *u);
+            w_raw(b, e, 6);
+            u++;
+        } else {
+            size_t n = utf8_len(u);
+            if (n) w_raw(b, (const char *)u, n);
+            else w_raw(b, "\xef\xbf\xbd", 3);
+            u += n ? n : 1;
+        }
+    }
+    w_raw(b, "\"", 1);
     b->need_comma = 1;
 }
 
