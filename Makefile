@@ -57,6 +57,7 @@ $(DEPS_STAMP): .ci/deps.sh
 $(BUILD)/core/gs_vmath_avx2.o: CFLAGS_ISA := -mavx2 -mfma
 # Likewise the AVX-512F file, called only on CPUs with AVX-512F, AVX2 and FMA.
 $(BUILD)/core/gs_vmath_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
+$(BUILD)/core/gs_rng_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
 # The core's loops are written to vectorise (restrict, columns summed side
 # by side, never reassociated): GCC vectorises them at -O3, not at -O2.
 ifndef SANITIZE

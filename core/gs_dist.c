@@ -19,8 +19,9 @@ int gs_sample(const gs_sample_job *job, size_t r0, size_t r1, gs_error *err) {
         if (d->type == GS_CATEGORICAL) {
             gs_cat_row(d->logits + b * D, D, w.logp, w.p);
             size_t last = gs_rng_cat_cdf(w.p, D, w.cdf);
+            gs_rng_uniforms(&job->rng, b, 0, M, w.tmp);
             for (size_t m = 0; m < M; m++) {
-                size_t k = gs_rng_categorical_cdf(&job->rng, b, (uint32_t)m, w.cdf, D, last);
+                size_t k = gs_rng_cat_draw(w.tmp[m], w.cdf, D, last);
                 job->actions[b * M + m] = (int64_t)k;
                 lp[m] = w.logp[k];
             }

@@ -121,8 +121,9 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
     if (d->type == GS_CATEGORICAL) {
         gs_cat_row(d->logits + b * D, D, w->logp, w->p);
         size_t last = gs_rng_cat_cdf(w->p, D, w->cdf);
+        gs_rng_uniforms(&job->rng, b, 0, M, w->tmp);
         for (size_t m = 0; m < M; m++) {
-            w->k[m] = (int64_t)gs_rng_categorical_cdf(&job->rng, b, (uint32_t)m, w->cdf, D, last);
+            w->k[m] = (int64_t)gs_rng_cat_draw(w->tmp[m], w->cdf, D, last);
             w->lp[m] = w->logp[w->k[m]];
         }
     } else {
@@ -254,11 +255,14 @@ int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err) {
     for (size_t b = r0; b < r1 && !rc; b++) {
         if (d->type == GS_CATEGORICAL) {
             gs_cat_row(d->logits + b * D, D, w.logp, w.p);
-            size_t last = job->actions ? 0 : gs_rng_cat_cdf(w.p, D, w.cdf);
-            for (size_t m = 0; m < M; m++)
-                w.k[m] = job->actions ? job->actions[b * M + m]
-                                      : (int64_t)gs_rng_categorical_cdf(
-                                            job->rng, b, (uint32_t)m, w.cdf, D, last);
+            if (job->actions) {
+                for (size_t m = 0; m < M; m++) w.k[m] = job->actions[b * M + m];
+            } else {
+                size_t last = gs_rng_cat_cdf(w.p, D, w.cdf);
+                gs_rng_uniforms(job->rng, b, 0, M, w.tmp);
+                for (size_t m = 0; m < M; m++)
+                    w.k[m] = (int64_t)gs_rng_cat_draw(w.tmp[m], w.cdf, D, last);
+            }
         } else {
             gs_cont_params(d, b, &w);
             if (job->x) {

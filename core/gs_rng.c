@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "gs_vmath.h"
+#include "gs_vmath_impl.h"
 
 void gs_rng_init(gs_rng *rng, uint64_t seed) {
     rng->key[0] = (uint32_t)seed;
@@ -55,12 +56,16 @@ void gs_rng_normals(const gs_rng *rng, uint64_t row, uint32_t m0,
     size_t nb = (d + 1) / 2, np = nb * count;
     double *u1 = scratch, *u2 = scratch + np, *s = scratch + 2 * np,
            *c = scratch + 3 * np;
-    for (size_t m = 0; m < count; m++) {
-        for (size_t j = 0; j < nb; j++) {
-            uint32_t w[4];
-            block(rng, row, m0 + (uint32_t)m, (uint32_t)j, w);
-            u1[m * nb + j] = u53(w[0], w[1]);
-            u2[m * nb + j] = 2.0 * u53(w[2], w[3]);
+    if (gs_vm_have_avx512()) {
+        gs_rng_uniforms_avx512(rng->key, row, m0, nb, count, u1, u2);
+    } else {
+        for (size_t m = 0; m < count; m++) {
+            for (size_t j = 0; j < nb; j++) {
+                uint32_t w[4];
+                block(rng, row, m0 + (uint32_t)m, (uint32_t)j, w);
+                u1[m * nb + j] = u53(w[0], w[1]);
+                u2[m * nb + j] = 2.0 * u53(w[2], w[3]);
+            }
         }
     }
     /* r = sqrt(-2 log u1) is finite because u1 > 0; sincospi keeps the angle
@@ -114,8 +119,25 @@ size_t gs_rng_cat_cdf(const double *p, size_t k, double *cdf) {
 
 size_t gs_rng_categorical_cdf(const gs_rng *rng, uint64_t row, uint32_t m,
                               const double *cdf, size_t k, size_t last) {
-    double u = gs_rng_uniform(rng, row, m) * cdf[k - 1];
-    for (size_t i = 0; i < k; i++)
-        if (u < cdf[i]) return i;
-    return last;
+    return gs_rng_cat_draw(gs_rng_uniform(rng, row, m), cdf, k, last);
+}
+
+/* Below the total, cdf has no NaN (a NaN propagates to the total) and does
+ * not decrease, so the first i with u < cdf[i] is the number of i with
+ * cdf[i] <= u: counted without a branch per bucket. */
+size_t gs_rng_cat_draw(double u, const double *cdf, size_t k, size_t last) {
+    u *= cdf[k - 1];
+    if (!(u < cdf[k - 1])) return last;
+    size_t n = 0;
+    for (size_t i = 0; i < k; i++) n += cdf[i] <= u;
+    return n;
+}
+
+void gs_rng_uniforms(const gs_rng *rng, uint64_t row, uint32_t m0,
+                     size_t count, double *u) {
+    if (gs_vm_have_avx512()) {
+        gs_rng_uniforms_avx512(rng->key, row, m0, 1, count, u, NULL);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) u[i] = gs_rng_uniform(rng, row, m0 + (uint32_t)i);
 }

@@ -62,4 +62,12 @@ size_t gs_rng_cat_cdf(const double *p, size_t k, double *cdf);
 size_t gs_rng_categorical_cdf(const gs_rng *rng, uint64_t row, uint32_t m,
                               const double *cdf, size_t k, size_t last);
 
+/* The same draw from u = gs_rng_uniform(rng, row, m). */
+size_t gs_rng_cat_draw(double u, const double *cdf, size_t k, size_t last);
+
+/* u[i] = gs_rng_uniform(rng, row, m0 + i) for i in [0, count), bit for bit,
+ * several blocks at a time where the CPU allows. */
+void gs_rng_uniforms(const gs_rng *rng, uint64_t row, uint32_t m0,
+                     size_t count, double *u);
+
 #endif

@@ -96,6 +96,8 @@ double gs_vm_cat(size_t K, const double *z, double *logp, double *p) {
     return cat_sse2(K, z, logp, p);
 }
 
+int gs_vm_have_avx512(void) { return have_avx512(); }
+
 const char *gs_vm_isa(void) {
     return have_avx512() ? "avx512f" : have_avx2() ? "avx2" : "sse2";
 }

@@ -3,6 +3,7 @@
 #define GS_VMATH_IMPL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Defined in gs_vmath_avx2.c (compiled with -mavx2 -mfma); call only on a
  * CPU with AVX2 and FMA. Same contracts as the gs_vm_* functions. */
@@ -21,5 +22,16 @@ void gs_vm_log_avx512(size_t n, const double *x, double *y);
 void gs_vm_log1p_avx512(size_t n, const double *x, double *y);
 void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c);
 double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p);
+
+/* 1 when the AVX-512 kernels may run (the CPU has them and the build allows
+ * them): for dispatch outside gs_vmath.c. */
+int gs_vm_have_avx512(void);
+
+/* Defined in gs_rng_avx512.c (compiled with -mavx512f): the uniforms of
+ * gs_rng_normals' blocks (j, m) for m in [m0, m0 + count), j in [0, nb):
+ * u1[i] = u53(words 0-1), u2[i] = 2 u53(words 2-3) (u2 may be NULL), with
+ * i = (m - m0) nb + j; bit-identical to the scalar Philox path. */
+void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
+                            size_t nb, size_t count, double *u1, double *u2);
 
 #endif

@@ -1,0 +1,61 @@
+/* gs_rng_avx512.c - Philox4x32-10 eight blocks at a time, and their uniforms (built with -mavx512f). */
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "gs_vmath_impl.h"
+
+#if defined(__AVX512F__)
+/* Each 64-bit lane holds one 32-bit Philox word in its low half, so that
+ * vpmuludq gives the full 32 x 32 -> 64 product of Random123's mulhilo32;
+ * the rounds and key schedule are philox4x32_R(10, ...)'s, word for word. */
+static inline void philox8(__m512i c[4], uint32_t k0, uint32_t k1) {
+    const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
+    const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
+        __m512i p0 = _mm512_mul_epu32(c[0], m0), p1 = _mm512_mul_epu32(c[2], m1);
+        __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c[1]),
+                                      _mm512_set1_epi64(k0));
+        __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c[3]),
+                                      _mm512_set1_epi64(k1));
+        c[1] = _mm512_and_si512(p1, lo32);
+        c[3] = _mm512_and_si512(p0, lo32);
+        c[0] = n0;
+        c[2] = n2;
+    }
+}
+
+/* u53 of words (hi, lo), as gs_rng.c's: bits = (hi:lo) >> 11 < 2^53 is
+ * converted exactly as (bits >> 32) 2^32 + (bits & 0xffffffff), two exact
+ * 32-bit conversions (AVX-512F has no 64-bit one), then (bits + 0.5) 2^-53
+ * rounds as the scalar expression does. */
+static inline __m512d u53x8(__m512i hi, __m512i lo) {
+    __m512i bits = _mm512_srli_epi64(_mm512_or_si512(_mm512_slli_epi64(hi, 32), lo), 11);
+    __m512d h = _mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(_mm512_srli_epi64(bits, 32)));
+    __m512d l = _mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(bits));
+    __m512d d = _mm512_add_pd(_mm512_mul_pd(h, _mm512_set1_pd(0x1p32)), l);
+    return _mm512_mul_pd(_mm512_add_pd(d, _mm512_set1_pd(0.5)), _mm512_set1_pd(0x1p-53));
+}
+
+void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
+                            size_t nb, size_t count, double *u1, double *u2) {
+    size_t np = nb * count;
+    uint32_t j = 0, m = m0;
+    const __m512i r0 = _mm512_set1_epi64((uint32_t)row), r1 = _mm512_set1_epi64((uint32_t)(row >> 32));
+    for (size_t i = 0; i < np; i += 8) {
+        /* Counters (j, m) of blocks i .. i + 7, j running fastest. */
+        uint64_t cj[8], cm[8];
+        for (int l = 0; l < 8; l++) {
+            cj[l] = j, cm[l] = m;
+            if (++j == nb) j = 0, m++;
+        }
+        __m512i c[4] = {_mm512_loadu_si512(cj), _mm512_loadu_si512(cm), r0, r1};
+        philox8(c, key[0], key[1]);
+        __mmask8 k = np - i >= 8 ? 0xff : (__mmask8)((1u << (np - i)) - 1u);
+        _mm512_mask_storeu_pd(u1 + i, k, u53x8(c[0], c[1]));
+        if (u2) _mm512_mask_storeu_pd(u2 + i, k, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
+    }
+}
+#else
+#error "gs_rng_avx512.c must be compiled with -mavx512f"
+#endif
