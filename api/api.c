@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_arena.h"
 #include "api_endpoints.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -227,6 +228,10 @@ int api_handle(const char *op, const char *body, size_t len,
     memset(out, 0, sizeof *out);
     api_ctx c;
     api_ctx_init(&c, lim, exec);
+    /* The JSON tree lives in an arena: no malloc per node while parsing,
+     * and no walk to free it afterwards. */
+    api_arena arena;
+    api_arena_begin(&arena);
     json_t *root = load(&c, body, len);
     if (root) {
         if (!batch) run_one(&c, ep, root);
@@ -234,7 +239,7 @@ int api_handle(const char *op, const char *body, size_t len,
         else run_batch(&c, root, out);
     }
     finish(&c, out);
-    json_decref(root);
+    api_arena_end(&arena);
     api_ctx_free(&c);
     return 0;
 }
