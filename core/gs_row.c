@@ -8,7 +8,6 @@
 
 #include "gs_vmath.h"
 
-static const double LOG2 = 0.69314718055994530942;
 static const double HALF_LOG_2PI = 0.91893853320467274178;
 
 /* ---- workspace ------------------------------------------------------------ */
@@ -119,30 +118,12 @@ size_t gs_cont_from_x(const gs_dist *d, size_t b, const double *x, gs_ws *w) {
     return 0;
 }
 
-/* tanh quantities without cancellation, for a = |u| and em = expm1(-2a):
- *   tanh a      = -em / (2 + em)
- *   1 - tanh^2  = 4 e^{-2a} / (2 + em)^2
- *   log(1 - tanh^2 u) = 2 (log 2 - a - log(2 + em))
- * the last being MATH.md's 2 (log 2 - u - softplus(-2u)), symmetric in u.
- * 2 + em lies in (1, 2], so nothing here loses precision as |u| -> 0 or
- * overflows as |u| grows (at |u| = 40, 1 - tanh^2 is about 1e-34). */
+/* tanh_normal: t, 1 - t^2 and log(1 - t^2) of u by gs_vm_tanh_parts (the
+ * forms that keep precision at both ends), then the log-densities. */
 void gs_cont_finish(const gs_dist *d, gs_ws *w) {
     size_t D = d->dim, md = w->M * D;
-    if (d->type == GS_TANH_NORMAL) {
-        double *em = w->t, *e = w->omt2, *lg = w->l1mt2;
-        for (size_t j = 0; j < md; j++) w->tmp[j] = -2.0 * fabs(w->u[j]);
-        gs_vm_expm1(md, w->tmp, em);
-        gs_vm_exp(md, w->tmp, e);
-        for (size_t j = 0; j < md; j++) lg[j] = 2.0 + em[j];
-        gs_vm_log(md, lg, lg);
-        for (size_t j = 0; j < md; j++) {
-            double a = fabs(w->u[j]), q = 2.0 + em[j];
-            double t = -em[j] / q;
-            w->t[j] = w->u[j] < 0 ? -t : t;
-            w->omt2[j] = 4.0 * e[j] / (q * q);
-            w->l1mt2[j] = 2.0 * (LOG2 - a - lg[j]);
-        }
-    }
+    if (d->type == GS_TANH_NORMAL)
+        gs_vm_tanh_parts(md, w->u, w->tmp, w->t, w->omt2, w->l1mt2);
     double base = 0.0;
     for (size_t i = 0; i < D; i++) base -= w->rho[i] + HALF_LOG_2PI;
     if (d->type == GS_TANH_NORMAL)
@@ -163,16 +144,17 @@ void gs_cont_points(const gs_dist *d, const gs_ws *w, double *x) {
         memcpy(x, w->u, md * sizeof(double));
         return;
     }
-    for (size_t j = 0; j < md; j++) {
-        size_t i = j % D;
-        double a = w->c[i] + w->s[i] * w->t[j];
-        /* c + s tanh u can round one ulp past a bound (API.md §11). */
-        if (d->low) {
-            a = a < d->low[i] ? d->low[i] : a;
-            a = a > d->high[i] ? d->high[i] : a;
+    for (size_t m = 0; m < w->M; m++)
+        for (size_t i = 0; i < D; i++) {
+            size_t j = m * D + i;
+            double a = w->c[i] + w->s[i] * w->t[j];
+            /* c + s tanh u can round one ulp past a bound (API.md §11). */
+            if (d->low) {
+                a = a < d->low[i] ? d->low[i] : a;
+                a = a > d->high[i] ? d->high[i] : a;
+            }
+            x[j] = a;
         }
-        x[j] = a;
-    }
 }
 
 /* ---- statistics ----------------------------------------------------------- */

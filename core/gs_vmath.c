@@ -96,6 +96,28 @@ double gs_vm_cat(size_t K, const double *z, double *logp, double *p) {
     return cat_sse2(K, z, logp, p);
 }
 
+/* Without AVX-512: the same arithmetic as tanh8 in gs_vmath_avx512.c, pass
+ * by pass through the array kernels. */
+void gs_vm_tanh_parts(size_t n, const double *u, double *tmp, double *t,
+                      double *omt2, double *l1mt2) {
+    if (have_avx512()) {
+        gs_vm_tanh_parts_avx512(n, u, t, omt2, l1mt2);
+        return;
+    }
+    for (size_t j = 0; j < n; j++) tmp[j] = -2.0 * fabs(u[j]);
+    gs_vm_expm1(n, tmp, t);
+    gs_vm_exp(n, tmp, omt2);
+    for (size_t j = 0; j < n; j++) l1mt2[j] = 2.0 + t[j];
+    gs_vm_log(n, l1mt2, l1mt2);
+    for (size_t j = 0; j < n; j++) {
+        double a = fabs(u[j]), q = 2.0 + t[j];
+        double tt = -t[j] / q;
+        t[j] = u[j] < 0 ? -tt : tt;
+        omt2[j] = 4.0 * omt2[j] / (q * q);
+        l1mt2[j] = 2.0 * (0.69314718055994530942 - a - l1mt2[j]);
+    }
+}
+
 int gs_vm_have_avx512(void) { return have_avx512(); }
 
 const char *gs_vm_isa(void) {

@@ -26,6 +26,18 @@ void gs_vm_sincospi(size_t n, const double *x, double *s, double *c);
  * logp. */
 double gs_vm_cat(size_t K, const double *z, double *logp, double *p);
 
+/* The tanh quantities of u[0..n) without cancellation, for a = |u| and
+ * em = expm1(-2a), q = 2 + em (in (1, 2]):
+ *   t[i]     = tanh u         = sign(u) (-em / q)
+ *   omt2[i]  = 1 - tanh^2 u   = 4 e^{-2a} / q^2
+ *   l1mt2[i] = log(1 - tanh^2 u) = 2 (log 2 - a - log q)
+ * (MATH.md's 2 (log 2 - u - softplus(-2u)), symmetric in u). Nothing loses
+ * precision as |u| -> 0 or overflows as |u| grows (at |u| = 40, 1 - tanh^2
+ * is about 1e-34). tmp (n) is scratch;
+ * u may not alias the outputs. Each element depends on u[i] alone. */
+void gs_vm_tanh_parts(size_t n, const double *u, double *tmp, double *t,
+                      double *omt2, double *l1mt2);
+
 /* "avx512f", "avx2" or "sse2": the instruction set the functions above run
  * on. */
 const char *gs_vm_isa(void);

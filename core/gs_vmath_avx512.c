@@ -40,6 +40,37 @@ void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c) {
     }
 }
 
+/* gs_vm_tanh_parts eight at a time, in one pass: x = -2|u|, em = expm1 x,
+ * q = 2 + em; t = -em / q with u's sign (negated when u < 0, as the scalar
+ * -t is: u = -0 keeps +0), 1 - t^2 = 4 e^x / (q q), log(1 - t^2) =
+ * 2 (log 2 - |u| - log q). */
+static inline void tanh8(__m512d u, __m512d *t, __m512d *omt2, __m512d *l1mt2) {
+    const __m512d two = _mm512_set1_pd(2.0);
+    __m512d a = _mm512_abs_pd(u), x = _mm512_mul_pd(_mm512_set1_pd(-2.0), a);
+    __m512d em = Sleef_expm1d8_u10avx512f(x), e = Sleef_expd8_u10avx512f(x);
+    __m512d q = _mm512_add_pd(two, em), lg = Sleef_logd8_u10avx512f(q);
+    __m512d tt = _mm512_div_pd(_mm512_sub_pd(_mm512_setzero_pd(), em), q);
+    __mmask8 neg = _mm512_cmp_pd_mask(u, _mm512_setzero_pd(), _CMP_LT_OQ);
+    tt = _mm512_castsi512_pd(_mm512_mask_xor_epi64(_mm512_castpd_si512(tt), neg,
+                                                   _mm512_castpd_si512(tt),
+                                                   _mm512_set1_epi64((long long)0x8000000000000000ULL)));
+    *t = tt;
+    *omt2 = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(4.0), e), _mm512_mul_pd(q, q));
+    *l1mt2 = _mm512_mul_pd(two, _mm512_sub_pd(_mm512_sub_pd(_mm512_set1_pd(0.69314718055994530942), a), lg));
+}
+
+void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
+                             double *l1mt2) {
+    for (size_t i = 0; i < n; i += 8) {
+        __mmask8 m = n - i >= 8 ? 0xff : tail_mask(n - i);
+        __m512d a, b, c;
+        tanh8(_mm512_mask_loadu_pd(_mm512_set1_pd(1.0), m, u + i), &a, &b, &c);
+        _mm512_mask_storeu_pd(t + i, m, a);
+        _mm512_mask_storeu_pd(omt2 + i, m, b);
+        _mm512_mask_storeu_pd(l1mt2 + i, m, c);
+    }
+}
+
 /* The softmax row of gs_vm_cat, eight logits at a time. Sums run in eight
  * lanes (lane l adds elements l, l + 8, ...) and are then folded by
  * _mm512_reduce_add_pd: an order fixed by K alone. Tail lanes are masked

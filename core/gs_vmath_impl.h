@@ -22,6 +22,8 @@ void gs_vm_log_avx512(size_t n, const double *x, double *y);
 void gs_vm_log1p_avx512(size_t n, const double *x, double *y);
 void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c);
 double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p);
+void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
+                             double *l1mt2);
 
 /* 1 when the AVX-512 kernels may run (the CPU has them and the build allows
  * them): for dispatch outside gs_vmath.c. */
