@@ -87,14 +87,16 @@ int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
         /* Score with x fixed: dl/dmu = eps / sigma, dl/drho = eps^2 - 1. */
         /* The sum of eps / sigma is formed as (sum of eps) / sigma: one
          * division per dimension instead of one per element. */
-        for (size_t i = 0; i < D; i++) g0[i] = g1[i] = 0.0;
-        for (size_t m = 0; m < M; m++)
+        double *restrict s0 = g0, *restrict s1 = g1;
+        for (size_t i = 0; i < D; i++) s0[i] = s1[i] = 0.0;
+        for (size_t m = 0; m < M; m++) {
+            const double *restrict e = w.eps + m * D;
             for (size_t i = 0; i < D; i++) {
-                double e = w.eps[m * D + i];
-                g0[i] += e;
-                g1[i] += e * e - 1.0;
+                s0[i] += e[i];
+                s1[i] += e[i] * e[i] - 1.0;
             }
-        for (size_t i = 0; i < D; i++) g0[i] /= w.sigma[i];
+        }
+        for (size_t i = 0; i < D; i++) s0[i] /= w.sigma[i];
         gs_scale_to_sigma(d, &w, g1, NULL);
         long bad = gs_first_nonfinite(lp, M);
         if (bad >= 0) {

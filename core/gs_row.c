@@ -99,20 +99,31 @@ void gs_cont_from_eps(const gs_dist *d, size_t b, gs_ws *w) {
 size_t gs_cont_from_x(const gs_dist *d, size_t b, const double *x, gs_ws *w) {
     size_t D = d->dim;
     const double *mu = d->loc + b * D;
-    for (size_t m = 0; m < w->M; m++) {
-        for (size_t i = 0; i < D; i++) {
-            size_t j = m * D + i;
-            double u = x[j];
-            if (d->type == GS_TANH_NORMAL) {
+    double *restrict u = w->u, *restrict eps = w->eps;
+    if (d->type == GS_TANH_NORMAL) {
+        for (size_t m = 0; m < w->M; m++)
+            for (size_t i = 0; i < D; i++) {
+                size_t j = m * D + i;
                 double y = (x[j] - w->c[i]) / w->s[i];
                 /* a on or past a bound has density 0 (log p = -inf). */
                 if (!(y > -1.0 && y < 1.0)) return j + 1;
-                u = atanh(y);
+                u[j] = atanh(y);
             }
-            w->u[j] = u;
-            w->eps[j] = w->isig[i] != 0.0 ? (u - mu[i]) * w->isig[i]
-                                          : (u - mu[i]) / w->sigma[i];
-        }
+    } else {
+        memcpy(u, x, w->M * D * sizeof *u);
+    }
+    /* One test per row, not per element, keeps the inner loops branch-free
+     * (vectorised): multiply when every sigma has a finite reciprocal. */
+    int mul = 1;
+    for (size_t i = 0; i < D; i++) mul &= w->isig[i] != 0.0;
+    const double *restrict is = w->isig, *restrict sg = w->sigma;
+    for (size_t m = 0; m < w->M; m++) {
+        const double *restrict um = u + m * D;
+        double *restrict em = eps + m * D;
+        if (mul)
+            for (size_t i = 0; i < D; i++) em[i] = (um[i] - mu[i]) * is[i];
+        else
+            for (size_t i = 0; i < D; i++) em[i] = (um[i] - mu[i]) / sg[i];
     }
     gs_cont_finish(d, w);
     return 0;
