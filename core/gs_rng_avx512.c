@@ -40,16 +40,25 @@ static inline __m512d u53x8(__m512i hi, __m512i lo) {
 void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
                             size_t nb, size_t count, double *u1, double *u2) {
     size_t np = nb * count;
-    uint32_t j = 0, m = m0;
     const __m512i r0 = _mm512_set1_epi64((uint32_t)row), r1 = _mm512_set1_epi64((uint32_t)(row >> 32));
+    /* Counters (j, m) of blocks i .. i + 7, j running fastest, kept in
+     * registers: each step adds 8 to j and carries whole multiples of nb
+     * into m (8 / nb + 1 masked steps at most). */
+    uint64_t cj[8], cm[8];
+    for (uint32_t l = 0, j = 0, m = m0; l < 8; l++) {
+        cj[l] = j, cm[l] = m;
+        if (++j == nb) j = 0, m++;
+    }
+    __m512i jv = _mm512_loadu_si512(cj), mv = _mm512_loadu_si512(cm);
+    const __m512i nbv = _mm512_set1_epi64((long long)nb), eight = _mm512_set1_epi64(8),
+                  one = _mm512_set1_epi64(1);
     for (size_t i = 0; i < np; i += 8) {
-        /* Counters (j, m) of blocks i .. i + 7, j running fastest. */
-        uint64_t cj[8], cm[8];
-        for (int l = 0; l < 8; l++) {
-            cj[l] = j, cm[l] = m;
-            if (++j == nb) j = 0, m++;
+        __m512i c[4] = {jv, _mm512_and_si512(mv, _mm512_set1_epi64(0xffffffff)), r0, r1};
+        jv = _mm512_add_epi64(jv, eight);
+        for (__mmask8 over; (over = _mm512_cmpge_epu64_mask(jv, nbv));) {
+            jv = _mm512_mask_sub_epi64(jv, over, jv, nbv);
+            mv = _mm512_mask_add_epi64(mv, over, mv, one);
         }
-        __m512i c[4] = {_mm512_loadu_si512(cj), _mm512_loadu_si512(cm), r0, r1};
         philox8(c, key[0], key[1]);
         __mmask8 k = np - i >= 8 ? 0xff : (__mmask8)((1u << (np - i)) - 1u);
         _mm512_mask_storeu_pd(u1 + i, k, u53x8(c[0], c[1]));
