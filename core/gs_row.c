@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gs_vmath.h"
+#include "gs_vmath_impl.h"
 
 static const double HALF_LOG_2PI = 0.91893853320467274178;
 
@@ -196,6 +197,10 @@ void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w) {
 
 void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
                      double *restrict mean, double *restrict se) {
+    if (gs_vm_have_avx512()) {
+        gs_vm_reduce_cols_avx512(g, M, dim, mean, se);
+        return;
+    }
     for (size_t i = 0; i < dim; i++) mean[i] = 0.0;
     for (size_t m = 0; m < M; m++)
         for (size_t i = 0; i < dim; i++) mean[i] += g[m * dim + i];
@@ -247,16 +252,19 @@ void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
     for (size_t m = 0; m < M; m++) dev[m] = w[m] - wbar;
     /* ksum becomes S_j / M; se accumulates the sums of squares. */
     for (size_t j = 0; j < K; j++) ksum[j] /= fM, se[j] = 0.0;
-    for (size_t m = 0; m < M; m++) {
-        size_t km = (size_t)k[m];
-        double wm = w[m], dm = dev[m];
-        /* The drawn column apart: no per-column test in the vector loops
-         * (SSE2 has no 64-bit compare). */
-        cat_sq_acc(se, ksum, p, dm, 0, km);
-        double v = wm - ksum[km] - p[km] * dm;
-        se[km] += v * v;
-        cat_sq_acc(se, ksum, p, dm, km + 1, K);
-    }
+    if (gs_vm_have_avx512())
+        gs_vm_cat_sq_avx512(w, k, dev, M, ksum, p, K, se);
+    else
+        for (size_t m = 0; m < M; m++) {
+            size_t km = (size_t)k[m];
+            double wm = w[m], dm = dev[m];
+            /* The drawn column apart: no per-column test in the vector
+             * loops (SSE2 has no 64-bit compare). */
+            cat_sq_acc(se, ksum, p, dm, 0, km);
+            double v = wm - ksum[km] - p[km] * dm;
+            se[km] += v * v;
+            cat_sq_acc(se, ksum, p, dm, km + 1, K);
+        }
     /* One rounded division, where gs_mean_se has two. */
     double f = M > 1 ? (double)(M - 1) * fM : 1.0;
     for (size_t j = 0; j < K; j++) se[j] = sqrt(se[j] / f);

@@ -71,6 +71,53 @@ void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
     }
 }
 
+/* gs_reduce_terms eight columns at a time, each column's sums in one
+ * register lane, the rows added in order: the per-column arithmetic of the
+ * scalar loops, so the same bits. */
+void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
+                              double *mean, double *se) {
+    __m512d fM = _mm512_set1_pd((double)M), f1 = _mm512_set1_pd((double)(M - 1));
+    for (size_t c = 0; c < dim; c += 8) {
+        __mmask8 k = dim - c >= 8 ? 0xff : tail_mask(dim - c);
+        __m512d s = _mm512_setzero_pd();
+        for (size_t m = 0; m < M; m++)
+            s = _mm512_add_pd(s, _mm512_maskz_loadu_pd(k, g + m * dim + c));
+        __m512d mu = _mm512_div_pd(s, fM);
+        _mm512_mask_storeu_pd(mean + c, k, mu);
+        if (!se) continue;
+        __m512d ss = _mm512_setzero_pd();
+        for (size_t m = 0; m < M; m++) {
+            __m512d dv = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g + m * dim + c), mu);
+            ss = _mm512_add_pd(ss, _mm512_mul_pd(dv, dv));
+        }
+        __m512d r = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss, f1), fM))
+                          : _mm512_setzero_pd();
+        _mm512_mask_storeu_pd(se + c, k, r);
+    }
+}
+
+/* The squared-deviation sweep of gs_cat_score_reduce eight columns at a
+ * time: ss[j] = sum_m ((w_m if k_m = j else 0) - c_j - p_j dev_m)^2, rows in
+ * order, the same expression per column as the scalar loop. */
+void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
+                         size_t M, const double *c, const double *p, size_t K,
+                         double *ss) {
+    for (size_t j0 = 0; j0 < K; j0 += 8) {
+        __mmask8 km = K - j0 >= 8 ? 0xff : tail_mask(K - j0);
+        __m512d cv = _mm512_maskz_loadu_pd(km, c + j0), pv = _mm512_maskz_loadu_pd(km, p + j0);
+        __m512d acc = _mm512_setzero_pd();
+        for (size_t m = 0; m < M; m++) {
+            size_t h = (size_t)k[m] - j0;
+            __mmask8 hit = h < 8 ? (__mmask8)(1u << h) : 0;
+            __m512d a = _mm512_maskz_mov_pd(hit, _mm512_set1_pd(w[m]));
+            __m512d v = _mm512_sub_pd(_mm512_sub_pd(a, cv),
+                                      _mm512_mul_pd(pv, _mm512_set1_pd(dev[m])));
+            acc = _mm512_add_pd(acc, _mm512_mul_pd(v, v));
+        }
+        _mm512_mask_storeu_pd(ss + j0, km, acc);
+    }
+}
+
 /* The softmax row of gs_vm_cat, eight logits at a time. Sums run in eight
  * lanes (lane l adds elements l, l + 8, ...) and are then folded by
  * _mm512_reduce_add_pd: an order fixed by K alone. Tail lanes are masked

@@ -24,6 +24,13 @@ void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c);
 double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p);
 void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
                              double *l1mt2);
+/* The column sweeps of gs_reduce_terms and gs_cat_score_reduce (gs_row.c),
+ * with their arithmetic: bit-identical to the scalar loops there. */
+void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
+                              double *mean, double *se);
+void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
+                         size_t M, const double *c, const double *p, size_t K,
+                         double *ss);
 
 /* 1 when the AVX-512 kernels may run (the CPU has them and the build allows
  * them): for dispatch outside gs_vmath.c. */
