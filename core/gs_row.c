@@ -250,23 +250,25 @@ void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
     if (!se) return;
     double wbar = W / fM;
     for (size_t m = 0; m < M; m++) dev[m] = w[m] - wbar;
-    /* ksum becomes S_j / M; se accumulates the sums of squares. */
-    for (size_t j = 0; j < K; j++) ksum[j] /= fM, se[j] = 0.0;
-    if (gs_vm_have_avx512())
-        gs_vm_cat_sq_avx512(w, k, dev, M, ksum, p, K, se);
-    else
-        for (size_t m = 0; m < M; m++) {
-            size_t km = (size_t)k[m];
-            double wm = w[m], dm = dev[m];
-            /* The drawn column apart: no per-column test in the vector
-             * loops (SSE2 has no 64-bit compare). */
-            cat_sq_acc(se, ksum, p, dm, 0, km);
-            double v = wm - ksum[km] - p[km] * dm;
-            se[km] += v * v;
-            cat_sq_acc(se, ksum, p, dm, km + 1, K);
-        }
-    /* One rounded division, where gs_mean_se has two. */
+    /* ksum becomes S_j / M; se accumulates the sums of squares, divided
+     * once by (M - 1) M where gs_mean_se divides twice. */
     double f = M > 1 ? (double)(M - 1) * fM : 1.0;
+    for (size_t j = 0; j < K; j++) ksum[j] /= fM;
+    if (gs_vm_have_avx512()) {
+        gs_vm_cat_sq_avx512(w, k, dev, M, ksum, p, K, f, se);
+        return;
+    }
+    for (size_t j = 0; j < K; j++) se[j] = 0.0;
+    for (size_t m = 0; m < M; m++) {
+        size_t km = (size_t)k[m];
+        double wm = w[m], dm = dev[m];
+        /* The drawn column apart: no per-column test in the vector loops
+         * (SSE2 has no 64-bit compare). */
+        cat_sq_acc(se, ksum, p, dm, 0, km);
+        double v = wm - ksum[km] - p[km] * dm;
+        se[km] += v * v;
+        cat_sq_acc(se, ksum, p, dm, km + 1, K);
+    }
     for (size_t j = 0; j < K; j++) se[j] = sqrt(se[j] / f);
     if (M < 2)
         for (size_t j = 0; j < K; j++) se[j] = 0.0;

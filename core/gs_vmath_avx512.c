@@ -98,10 +98,12 @@ void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
 
 /* The squared-deviation sweep of gs_cat_score_reduce eight columns at a
  * time: ss[j] = sum_m ((w_m if k_m = j else 0) - c_j - p_j dev_m)^2, rows in
- * order, the same expression per column as the scalar loop. */
+ * order, the same expression per column as the scalar loop; then, as there,
+ * se[j] = sqrt(ss[j] / f), or 0 for M < 2. */
 void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
                          size_t M, const double *c, const double *p, size_t K,
-                         double *ss) {
+                         double f, double *se) {
+    __m512d fv = _mm512_set1_pd(f);
     for (size_t j0 = 0; j0 < K; j0 += 8) {
         __mmask8 km = K - j0 >= 8 ? 0xff : tail_mask(K - j0);
         __m512d cv = _mm512_maskz_loadu_pd(km, c + j0), pv = _mm512_maskz_loadu_pd(km, p + j0);
@@ -114,7 +116,8 @@ void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
                                       _mm512_mul_pd(pv, _mm512_set1_pd(dev[m])));
             acc = _mm512_add_pd(acc, _mm512_mul_pd(v, v));
         }
-        _mm512_mask_storeu_pd(ss + j0, km, acc);
+        acc = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(acc, fv)) : _mm512_setzero_pd();
+        _mm512_mask_storeu_pd(se + j0, km, acc);
     }
 }
 

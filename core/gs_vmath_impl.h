@@ -30,7 +30,7 @@ void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
                               double *mean, double *se);
 void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
                          size_t M, const double *c, const double *p, size_t K,
-                         double *ss);
+                         double f, double *se);
 
 /* 1 when the AVX-512 kernels may run (the CPU has them and the build allows
  * them): for dispatch outside gs_vmath.c. */
