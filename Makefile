@@ -43,7 +43,7 @@ APILIB     := $(BUILD)/libgsapi.a
 SERVER     := $(BUILD)/gradserve
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit run bench bench-core bench-service clean format
+.PHONY: all deps test unit run bench bench-core bench-service clean format image image-test
 all: $(LIB) $(if $(SERVER_SRC),$(SERVER))
 
 # On a fresh machine the first build installs the Debian packages it needs.
@@ -114,8 +114,19 @@ unit: $(TEST_BIN)
 
 test: unit $(if $(SERVER_SRC),$(SERVER)) $(HTTP_BIN)
 	@if [ -x tests/run-http.sh ] && [ -n "$(SERVER_SRC)" ]; then BUILD=$(BUILD) tests/run-http.sh; fi
-	@# The spec does not depend on the build: lint it once, in the plain run.
+	@# The spec and the manifests do not depend on the build: check them once, in the plain run.
 	@if [ -z "$(SANITIZE)" ]; then sh tests/openapi-lint.sh; fi
+	@if [ -z "$(SANITIZE)" ]; then sh tests/k8s-validate.sh; fi
+
+# make image: the container image (docker/Dockerfile) with podman, the base
+# image made locally when missing; make image-test also runs it, drains it,
+# and fails one of 3 replicas behind nginx under load (tests/image-test.sh).
+IMAGE ?= gradserve:latest
+image:
+	sh docker/podman-build.sh $(IMAGE)
+
+image-test: image
+	sh tests/image-test.sh $(IMAGE)
 
 run: $(SERVER)
 	$(SERVER) --host 127.0.0.1 --port 8080
