@@ -21,6 +21,8 @@ trap 'exit 143' TERM
 
 # Port 0: the kernel picks a free port, which the server logs; nothing can
 # take it between choosing and binding, as it could with a port we chose.
+# The log exists before the server starts: the loop below reads it at once.
+: >"$log"
 "$BIN" --host 127.0.0.1 --port 0 2>"$log" &
 pid=$!
 port=
