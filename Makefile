@@ -1,7 +1,7 @@
 # gradserve - Makefile in Redis's manner: user CFLAGS come last, -MMD deps,
 # pkg-config for every library, SANITIZE=address,undefined for sanitizer builds.
 
-PKGS      := jansson libmicrohttpd openblas sleef
+PKGS      := jansson libmicrohttpd gnutls openblas sleef
 STD       := -std=c11 -D_GNU_SOURCE
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 OPT       ?= -O2 -g
@@ -81,6 +81,16 @@ DRAGONBOX_CFLAGS := -I$(firstword $(wildcard /usr/include/dragonbox-*))
 $(BUILD)/%.o: %.cc | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -fno-exceptions -fno-rtti $(SANFLAGS) $(DRAGONBOX_CFLAGS) -Iapi -MMD -MP $(CXXFLAGS) -c $< -o $@
+
+# gradserve_build_info names the commit built; main.o is rebuilt when it changes.
+GS_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(BUILD)/server/main.o: FINAL_CFLAGS += -DGS_COMMIT='"$(GS_COMMIT)"'
+$(BUILD)/server/main.o: $(BUILD)/.commit
+$(BUILD)/.commit: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(GS_COMMIT)' | cmp -s - $@ || echo '$(GS_COMMIT)' > $@
+.PHONY: FORCE
+FORCE:
 
 $(LIB): $(CORE_OBJ)
 	$(AR) rcs $@ $^

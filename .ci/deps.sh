@@ -4,7 +4,7 @@
 # command when a package is missing and we are not root.
 set -e
 need="gcc make pkg-config check librandom123-dev libopenblas-dev libjansson-dev
-      libmicrohttpd-dev libsleef-dev libdragonbox-dev g++ libcurl4-openssl-dev curl $*"
+      libmicrohttpd-dev libgnutls28-dev libsleef-dev libdragonbox-dev g++ libcurl4-openssl-dev curl $*"
 missing=""
 for p in $need; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -1,4 +1,5 @@
-/* http.c - the libmicrohttpd daemon: request bodies under a size limit, dispatch to the routing table. */
+/* http.c - the libmicrohttpd daemon: auth, limits and admission at the headers, bodies, computing on the pool, access log and metrics. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -14,57 +15,106 @@
 
 #include "server.h"
 
-/* Idle keep-alive connections are closed after this many seconds, so
- * clients that vanish do not hold a slot forever. */
-#define IDLE_TIMEOUT 60
-
 /* The first buffer for a body of unknown length (chunked); it doubles from
  * there. */
 #define CHUNKED_START ((size_t)64 << 10)
 
+/* Seconds a client refused with 503 overloaded is told to wait. One: the
+ * queue turns over in about the time of a request, and clients spread
+ * their retries with their own jitter. */
+#define RETRY_AFTER 1
+
+#define NS_PER_S 1000000000ull
+
 struct srv_http {
     struct MHD_Daemon *daemon;
     srv_app *app;
+    srv_metrics *metrics;
+    srv_gauges *g;
+    srv_conns *conns;
     size_t max_body;
+    uint64_t conn_timeout_ns, idle_timeout_ns;
     unsigned port;
-    MHD_socket quiesced; /* the listening socket once quiesced, closed at stop */
-    atomic_size_t in_flight;
+    MHD_socket quiesced;   /* the listening socket once quiesced, closed at stop */
+    atomic_int stopping;   /* queued requests are answered 503, not computed */
+    atomic_long outstanding; /* submitted to the pool, not yet handed back */
+    atomic_long answering;   /* submitted, not yet completed */
 };
 
-/* One request's state, from the first call of the access handler to
- * MHD_OPTION_NOTIFY_COMPLETED, which frees it. Only the connection's
- * thread touches it. */
+/* One request's state, from its first line (the URI callback) to
+ * MHD_OPTION_NOTIFY_COMPLETED, which logs, counts and frees it. The
+ * connection's thread owns it, except while the connection is suspended
+ * for computing: then the pool thread running the task does, until it
+ * resumes the connection. */
 typedef struct {
+    srv_task task;          /* first: the pool hands this back */
+    srv_http *h;
+    struct MHD_Connection *conn;
+    srv_conn *sc;           /* the connection's deadline, or NULL */
+    uint64_t t0;            /* srv_now_ns() at the first line */
+    int started;            /* the access handler has seen the headers */
+    int admitted;           /* holds an admission slot */
+    int submitted;          /* handed to the pool; rep is its answer */
     const srv_route *route; /* NULL: a 404 or 405 (or answered on the first call) */
     char *body;
     size_t len, cap;
     uint64_t received;      /* bytes of body seen, kept or not */
     int too_large;          /* over the limit: the rest is counted, not kept */
+    srv_reply rep;          /* the answer to send, once has_rep */
+    int has_rep;
+    int status;             /* the status sent, 0 before */
+    uint64_t bytes_out;
+    size_t rows, samples;   /* work done, from the answer */
+    int path_label;         /* srv_metrics_path() */
+    int reject;             /* an srv_reject counted at the end, or -1 */
+    char method[16];
+    char path[256];
+    char id[SRV_REQUEST_ID_MAX + 1];
 } request;
 
 /* ==== responses ============================================================= */
 
 /* Queues rep on c; the response owns rep->body from here on. */
-static enum MHD_Result send_reply(struct MHD_Connection *c, srv_reply *rep) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
+static enum MHD_Result send_reply(request *r, srv_reply *rep) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
         rep->len, rep->body, rep->owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
+    if (!resp) {
         if (rep->owned) free(rep->body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
-    if (rep->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rep->allow);
-    if (rep->close) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ok = MHD_queue_response(c, (unsigned)rep->status, r);
-    MHD_destroy_response(r);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (rep->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (rep->close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (rep->challenge)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"gradserve\"");
+    if (rep->retry_after) {
+        char s[16];
+        snprintf(s, sizeof s, "%u", rep->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, s);
+    }
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
+    MHD_destroy_response(resp);
+    if (ok == MHD_YES) {
+        r->status = rep->status;
+        r->bytes_out = strcmp(r->method, "HEAD") ? rep->len : 0;
+        r->rows = rep->rows;
+        r->samples = rep->samples;
+    }
+    /* The response has the body now (or it was freed above). */
+    memset(rep, 0, sizeof *rep);
     return ok;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *code,
-                                  const char *message) {
-    srv_reply rep = {0};
-    srv_reply_error(&rep, status, code, message, NULL);
-    return send_reply(c, &rep);
+/* Keeps rep as r's answer, to send on a later call. */
+static void hold(request *r, srv_reply *rep) {
+    r->rep = *rep;
+    r->has_rep = 1;
+}
+
+static void error_reply(srv_reply *rep, int status, const char *code, const char *message) {
+    memset(rep, 0, sizeof *rep);
+    srv_reply_error(rep, status, code, message, NULL);
 }
 
 /* ==== request headers ======================================================= */
@@ -82,35 +132,49 @@ static int header_is(const char *s, const char *word) {
     return *s == '\0';
 }
 
-/* Checks what can be refused before reading a byte of the body: a server
- * that is draining, an encoding or media type we do not read, a declared
- * length over the limit. Queues the error, or sizes r's buffer for the
- * body to come. For a refused body libmicrohttpd sends the answer at once
- * and closes the connection, so nothing more is read (and no "100
- * Continue" goes to clients that asked for one). */
-static enum MHD_Result check_headers(srv_http *h, struct MHD_Connection *c, request *r) {
+/* 1 if the request announces a body. */
+static int has_body(struct MHD_Connection *c) {
+    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strspn(cl, "0 \t") != strlen(cl));
+}
+
+/* Checks what can be refused before reading a byte of a computing
+ * request's body: a server that is draining, an encoding or media type we
+ * do not read, a declared length over the limit, and last the admission
+ * limit (so that a request refused for good is not told to retry). Fills
+ * rep with the refusal and returns 1, or sizes r's buffer, takes an
+ * admission slot and returns 0. A refusal is sent at once: for a request
+ * with a body libmicrohttpd then skips the body and closes the
+ * connection, so nothing more is read (and no "100 Continue" goes to
+ * clients that asked for one). */
+static int check_headers(srv_http *h, struct MHD_Connection *c, request *r, srv_reply *rep) {
     if (atomic_load(&h->app->state) == SRV_DRAINING) {
-        srv_reply rep = {0};
-        srv_reply_error(&rep, 503, "shutting_down", "the server is shutting down; retry on "
-                        "another replica", NULL);
-        rep.close = 1;
-        return send_reply(c, &rep);
+        error_reply(rep, 503, "shutting_down",
+                    "the server is shutting down; retry on another replica");
+        rep->close = 1;
+        r->reject = SRV_REJECT_DRAINING;
+        return 1;
     }
     const char *enc = header(c, MHD_HTTP_HEADER_CONTENT_ENCODING);
-    if (enc && !header_is(enc, "identity"))
-        return send_error(c, 415, "unsupported_media_type",
-                          "compressed bodies are not accepted: send the JSON as is "
-                          "(no Content-Encoding)");
+    if (enc && !header_is(enc, "identity")) {
+        error_reply(rep, 415, "unsupported_media_type",
+                    "compressed bodies are not accepted: send the JSON as is "
+                    "(no Content-Encoding)");
+        return 1;
+    }
     const char *type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (type) {
         while (*type == ' ' || *type == '\t') type++;
-        if (!strncasecmp(type, "multipart/", 10))
-            return send_error(c, 415, "unsupported_media_type",
-                              "multipart bodies are not accepted: send the JSON object as "
-                              "the body (Content-Type: application/json)");
+        if (!strncasecmp(type, "multipart/", 10)) {
+            error_reply(rep, 415, "unsupported_media_type",
+                        "multipart bodies are not accepted: send the JSON object as "
+                        "the body (Content-Type: application/json)");
+            return 1;
+        }
     }
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *te = header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    size_t cap = 0;
     if (cl && !te) {
         /* libmicrohttpd has already refused a malformed Content-Length. */
         errno = 0;
@@ -119,24 +183,43 @@ static enum MHD_Result check_headers(srv_http *h, struct MHD_Connection *c, requ
             char msg[128];
             snprintf(msg, sizeof msg, "the body is %s bytes, over this server's limit of %zu",
                      errno == ERANGE ? "too many" : cl, h->max_body);
-            return send_error(c, 413, "payload_too_large", msg);
+            error_reply(rep, 413, "payload_too_large", msg);
+            return 1;
         }
-        r->cap = (size_t)n;
+        cap = (size_t)n;
     } else if (te) {
-        r->cap = CHUNKED_START < h->max_body ? CHUNKED_START : h->max_body;
+        cap = CHUNKED_START < h->max_body ? CHUNKED_START : h->max_body;
     }
-    if (r->cap && !(r->body = malloc(r->cap)))
-        return send_error(c, 503, "overloaded", "the server is out of memory; retry later");
-    return MHD_YES;
+    /* Admission: a slot from the headers to the end of the computation,
+     * so that bodies being received count too, and memory stays within
+     * (workers + queue-limit) requests' worth however many clients send. */
+    if (atomic_fetch_add(&h->g->admitted, 1) >= h->g->admission_limit) {
+        atomic_fetch_sub(&h->g->admitted, 1);
+        error_reply(rep, 503, "overloaded",
+                    "the server is busy (its compute queue is full); retry after the "
+                    "Retry-After delay, or on another replica");
+        rep->retry_after = RETRY_AFTER;
+        r->reject = SRV_REJECT_OVERLOAD;
+        return 1;
+    }
+    r->admitted = 1;
+    if (cap && !(r->body = malloc(cap))) {
+        error_reply(rep, 503, "overloaded", "the server is out of memory; retry later");
+        rep->retry_after = RETRY_AFTER;
+        r->reject = SRV_REJECT_OVERLOAD;
+        return 1;
+    }
+    r->cap = cap;
+    return 0;
 }
 
-/* ==== the access handler ==================================================== */
-
-/* 1 if the request announces a body. */
-static int has_body(struct MHD_Connection *c) {
-    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    return header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strspn(cl, "0 \t") != strlen(cl));
+static void release_slot(srv_http *h, request *r) {
+    if (!r->admitted) return;
+    r->admitted = 0;
+    atomic_fetch_sub(&h->g->admitted, 1);
 }
+
+/* ==== bodies ================================================================ */
 
 /* Bytes of an over-limit chunked body read and dropped before giving up:
  * one more limit's worth, at least 64 MiB (a fraction of a second on a
@@ -146,9 +229,11 @@ static uint64_t discard_allowance(const srv_http *h) {
 }
 
 /* Appends data to r's body, doubling the buffer (capped at the limit) when
- * it is full. Past the limit the bytes are only counted, and the 413 goes
- * out once the client has finished sending, because libmicrohttpd (0.9.75)
- * refuses to queue a response while a body is still arriving. */
+ * it is full. Past the limit the buffer is freed and the bytes are only
+ * counted: libmicrohttpd (0.9.75) refuses to queue a response while a
+ * body is still arriving, so the 413 goes out once the client has
+ * finished sending (a declared Content-Length over the limit is refused
+ * from the headers, before any of it is read). */
 static void append(srv_http *h, request *r, const char *data, size_t n) {
     r->received += n;
     if (r->too_large) return;
@@ -179,39 +264,111 @@ static void append(srv_http *h, request *r, const char *data, size_t n) {
     r->len += n;
 }
 
+/* ==== computing on the pool ================================================= */
+
+/* A pool thread: computes r's answer, gives back the admission slot and
+ * the body's memory, and resumes the connection, whose thread then sends
+ * the answer. After MHD_resume_connection() r belongs to that thread
+ * again, so it is the last thing done here. */
+static void compute(srv_task *t) {
+    request *r = (request *)t;
+    srv_http *h = r->h;
+    atomic_fetch_sub(&h->g->queued, 1);
+    srv_reply rep = {0};
+    if (atomic_load(&h->stopping)) {
+        /* Past the drain timeout: answer rather than compute. */
+        error_reply(&rep, 503, "shutting_down",
+                    "the server is shutting down; retry on another replica");
+        rep.close = 1;
+        r->reject = SRV_REJECT_DRAINING;
+    } else {
+        atomic_fetch_add(&h->g->computing, 1);
+        srv_request req = {r->method, r->path, r->path + strlen(r->route->path),
+                           r->body ? r->body : "", r->len};
+        r->route->handler(h->app, &req, &rep);
+        atomic_fetch_sub(&h->g->computing, 1);
+    }
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    hold(r, &rep);
+    release_slot(h, r);
+    /* Counted out only once resumed: srv_http_stop() may stop the daemon
+     * as soon as nothing is outstanding, and a connection still suspended
+     * then would abort the process. */
+    MHD_resume_connection(r->conn);
+    atomic_fetch_sub(&h->outstanding, 1);
+}
+
+/* ==== the access handler ==================================================== */
+
+/* Records what the request is and what the first call decides. Returns
+ * MHD_YES with nothing queued when the request goes on. */
+static enum MHD_Result first_call(srv_http *h, struct MHD_Connection *c, request *r,
+                                  const char *url, const char *method) {
+    r->started = 1;
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->path, sizeof r->path, "%s", url);
+    r->path_label = srv_metrics_path(url);
+    srv_request_id(r->id, header(c, "X-Request-Id"));
+
+    srv_reply rep = {0};
+    const char *op;
+    r->route = strlen(url) < sizeof r->path ? srv_route_find(method, url, &op, &rep) : NULL;
+    if (!r->route && !rep.body)
+        srv_reply_error(&rep, 404, "not_found", "no such path (see /openapi.yaml)", NULL);
+
+    /* With a token, everything but the probes needs it, unknown paths
+     * included: a stranger learns nothing, not even which paths exist. */
+    srv_app *app = h->app;
+    if (app->token && !(r->route && r->route->open) &&
+        !srv_auth_ok(app->token, app->token_len, header(c, MHD_HTTP_HEADER_AUTHORIZATION))) {
+        if (rep.owned) free(rep.body);
+        error_reply(&rep, 401, "unauthorized",
+                    "this server needs Authorization: Bearer <token>");
+        rep.challenge = 1;
+        r->route = NULL;
+        r->reject = SRV_REJECT_UNAUTHORIZED;
+    }
+    if (r->route && r->route->body) {
+        if (!check_headers(h, c, r, &rep)) return MHD_YES;
+        return send_reply(r, &rep);
+    }
+    /* An answer queued now makes libmicrohttpd skip the body and close the
+     * connection afterwards: right for a body we refuse, wasteful for a
+     * bodiless GET on a keep-alive connection, which is therefore answered
+     * on the next call. A GET with a body has it read and ignored. */
+    if (!r->route && has_body(c)) return send_reply(r, &rep);
+    if (r->route) {
+        if (rep.owned) free(rep.body);
+    } else {
+        hold(r, &rep);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size,
                                   void **req_cls) {
     srv_http *h = cls;
     request *r = *req_cls;
-
     if (!r) {
-        /* First call: headers only. The state is counted in flight until
-         * NOTIFY_COMPLETED, so draining waits for responses still being
-         * sent. An answer queued now makes libmicrohttpd skip the body and
-         * close the connection afterwards: right for a body we refuse,
-         * wasteful for a bodiless GET on a keep-alive connection, which is
-         * therefore answered on the next call. */
+        /* The URI callback could not allocate; a second try here. */
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+        r->h = h;
+        r->conn = c;
+        r->t0 = srv_now_ns();
+        r->reject = -1;
+        atomic_fetch_add(&h->g->in_flight, 1);
         *req_cls = r;
-        atomic_fetch_add(&h->in_flight, 1);
-        srv_reply rep = {0};
-        const char *op;
-        r->route = srv_route_find(method, url, &op, &rep);
-        if (!r->route || !r->route->body) {
-            if (has_body(c)) {
-                if (!r->route) return send_reply(c, &rep);
-                /* A GET with a body: the body is read and ignored. */
-            }
-            if (rep.owned) free(rep.body);
-            return MHD_YES;
-        }
-        return check_headers(h, c, r);
     }
+    if (!r->started) return first_call(h, c, r, url, method);
 
     if (*upload_size) {
-        if (r->route && r->route->body) append(h, r, upload_data, *upload_size);
+        /* A request answered on its first call has its body skipped by
+         * libmicrohttpd; should any arrive, it is only counted. */
+        if (r->route && r->route->body && !r->status) append(h, r, upload_data, *upload_size);
         else r->received += *upload_size; /* a body no handler reads */
         *upload_size = 0;
         /* A body over the limit whose length was not announced is read
@@ -223,24 +380,77 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
 
-    /* The request is complete. */
-    srv_reply rep = {0};
-    const char *op;
-    if (!r->route) {
-        /* The 404 or 405 found on the first call, found again. */
-        srv_route_find(method, url, &op, &rep);
-        return send_reply(c, &rep);
+    /* The request is complete (or its answer is back from the pool). */
+    if (r->sc) atomic_store(&r->sc->deadline, 0);
+    if (r->status) return MHD_YES; /* answered on the first call */
+    if (r->has_rep) {
+        r->has_rep = 0;
+        return send_reply(r, &r->rep);
     }
+    srv_reply rep = {0};
     if (r->too_large) {
         char msg[128];
         snprintf(msg, sizeof msg, "the body is over this server's limit of %zu bytes",
                  h->max_body);
-        return send_error(c, 413, "payload_too_large", msg);
+        release_slot(h, r);
+        error_reply(&rep, 413, "payload_too_large", msg);
+        return send_reply(r, &rep);
+    }
+    if (!r->route) {
+        /* Not reached: a request without a route holds its 404, 405 or
+         * 401 from the first call. */
+        error_reply(&rep, 404, "not_found", "no such path (see /openapi.yaml)");
+        return send_reply(r, &rep);
+    }
+    if (r->route->compute && h->app->pool) {
+        /* Suspended before it is queued, so that the pool's resume can
+         * never come first. */
+        MHD_suspend_connection(c);
+        r->submitted = 1;
+        r->task.run = compute;
+        atomic_fetch_add(&h->outstanding, 1);
+        atomic_fetch_add(&h->answering, 1);
+        atomic_fetch_add(&h->g->queued, 1);
+        srv_pool_submit(h->app->pool, &r->task);
+        return MHD_YES;
     }
     srv_request req = {method, url, r->route->prefix ? url + strlen(r->route->path) : NULL,
                        r->body ? r->body : "", r->len};
     r->route->handler(h->app, &req, &rep);
-    return send_reply(c, &rep);
+    release_slot(h, r);
+    return send_reply(r, &rep);
+}
+
+/* The request's first line has arrived: its clock and its deadline start. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+    srv_http *h = cls;
+    request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->h = h;
+    r->conn = c;
+    r->t0 = srv_now_ns();
+    r->reject = -1;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->sc = ci ? ci->socket_context : NULL;
+    if (r->sc) {
+        /* The earlier of the connection's deadline (set at accept, or
+         * after the previous answer) and a full timeout from now. */
+        uint64_t d = r->t0 + h->conn_timeout_ns, old = atomic_load(&r->sc->deadline);
+        atomic_store(&r->sc->deadline, old && old < d ? old : d);
+    }
+    atomic_fetch_add(&h->g->in_flight, 1);
+    return r;
+}
+
+static const char *termination(enum MHD_RequestTerminationCode toe) {
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK: return NULL;
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "idle timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "server stopped";
+    case MHD_REQUEST_TERMINATED_READ_ERROR: return "connection closed while reading";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client closed the connection";
+    default: return "connection error";
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
@@ -248,21 +458,93 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     srv_http *h = cls;
     request *r = *req_cls;
     if (!r) return;
+    *req_cls = NULL;
+    double seconds = 1e-9 * (double)(srv_now_ns() - r->t0);
+    const char *error = termination(toe);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->status == 0 && !error)
+        error = "no answer";
+    if (r->status) {
+        srv_metrics_request(h->metrics, r->path_label, r->status, seconds, r->received,
+                            r->bytes_out, r->rows, r->samples);
+        int reason = r->reject;
+        if (reason < 0 && r->status == 413) reason = SRV_REJECT_TOO_LARGE;
+        if (reason >= 0) srv_metrics_reject(h->metrics, (srv_reject)reason);
+    }
+    if (r->started || r->status) {
+        srv_access a = {r->method, r->path, r->id, r->sc ? r->sc->remote : NULL,
+                        error, r->status, r->received,
+                        r->bytes_out, r->rows, r->samples, seconds};
+        srv_log_access(&a);
+    } else {
+        srv_log(SRV_LOG_DEBUG, "a request from %s ended before its headers: %s",
+                r->sc ? r->sc->remote : "?", error ? error : "done");
+    }
+    /* The next request on this connection must arrive whole within the
+     * idle timeout (libmicrohttpd's, which fires first) plus the request
+     * timeout: a hard bound even for a client that trickles bytes. */
+    if (r->sc && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        atomic_store(&r->sc->deadline, srv_now_ns() + h->idle_timeout_ns + h->conn_timeout_ns);
+    release_slot(h, r);
+    if (r->has_rep && r->rep.owned) free(r->rep.body);
+    if (r->submitted) atomic_fetch_sub(&h->answering, 1);
     free(r->body);
     free(r);
-    *req_cls = NULL;
-    atomic_fetch_sub(&h->in_flight, 1);
+    atomic_fetch_sub(&h->g->in_flight, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        srv_conn *sc = calloc(1, sizeof *sc);
+        if (!sc) return; /* served without a deadline */
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ad = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        sc->fd = fd ? fd->connect_fd : -1;
+        if (ad && ad->client_addr) {
+            const struct sockaddr *sa = ad->client_addr;
+            char ip[INET6_ADDRSTRLEN] = "?";
+            unsigned port = 0;
+            if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+                inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+                port = ntohs(in->sin_port);
+                snprintf(sc->remote, sizeof sc->remote, "%s:%u", ip, port);
+            } else if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+                port = ntohs(in6->sin6_port);
+                snprintf(sc->remote, sizeof sc->remote, "[%s]:%u", ip, port);
+            }
+        }
+        atomic_store(&sc->deadline, srv_now_ns() + h->conn_timeout_ns);
+        if (sc->fd >= 0) srv_conns_add(h->conns, sc);
+        *socket_context = sc;
+        atomic_fetch_add(&h->g->connections, 1);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        srv_conn *sc = *socket_context;
+        if (!sc) return;
+        if (sc->fd >= 0) srv_conns_remove(h->conns, sc);
+        free(sc);
+        *socket_context = NULL;
+        atomic_fetch_sub(&h->g->connections, 1);
+    }
 }
 
 static void on_log(void *cls, const char *fmt, va_list ap) {
-    /* libmicrohttpd's messages end with a newline of their own. */
-    fputs("gradserve: libmicrohttpd: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    srv_log(SRV_LOG_WARN, "libmicrohttpd: %s", msg);
 }
 
 /* ==== the daemon ============================================================ */
 
-srv_http *srv_http_start(const srv_config *cfg, srv_app *app, char *err, size_t errlen) {
+srv_http *srv_http_start(const srv_config *cfg, srv_app *app, const char *cert_pem,
+                         const char *key_pem, char *err, size_t errlen) {
+    if (cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "this libmicrohttpd was built without TLS: cannot serve HTTPS");
+        return NULL;
+    }
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -280,29 +562,56 @@ srv_http *srv_http_start(const srv_config *cfg, srv_app *app, char *err, size_t 
         return NULL;
     }
     h->app = app;
+    h->metrics = app->metrics;
+    h->g = srv_metrics_gauges(app->metrics);
+    h->g->admission_limit = (long)(cfg->workers + cfg->queue_limit);
+    h->g->max_connections = (long)cfg->max_connections;
     h->max_body = cfg->max_body;
+    h->conn_timeout_ns = (uint64_t)cfg->connection_timeout * NS_PER_S;
+    h->idle_timeout_ns = (uint64_t)cfg->idle_timeout * NS_PER_S;
     h->quiesced = MHD_INVALID_SOCKET;
-    atomic_init(&h->in_flight, 0);
+    if (!(h->conns = srv_conns_new(app->metrics, cfg->connection_timeout))) {
+        freeaddrinfo(ai);
+        free(h);
+        snprintf(err, errlen, "cannot start the connection reaper thread");
+        return NULL;
+    }
 
-    /* MHD_USE_ITC: MHD_quiesce_daemon() needs it with internal threads. */
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* MHD_USE_ITC: MHD_quiesce_daemon() needs it with internal threads,
+     * as does resuming a connection from a pool thread. */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    /* A pool of one is MHD's single internal thread. */
-    unsigned pool = cfg->threads > 1 ? (unsigned)cfg->threads : 0;
+    if (cert_pem) flags |= MHD_USE_TLS;
+    /* A pool of one is MHD's single internal thread (it warns about a
+     * pool size of 0 or 1, so none is passed then). */
+    struct MHD_OptionItem opts[4], *o = opts;
+    if (cfg->threads > 1)
+        *o++ = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
+    if (cert_pem) {
+        *o++ = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem};
+        *o++ = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem};
+    }
+    *o = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
         /* The logger first, so that no message goes to MHD's own. */
         MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, pool,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_ARRAY, opts,
         MHD_OPTION_END);
     int saved = errno;
     freeaddrinfo(ai);
     if (!h->daemon) {
-        snprintf(err, errlen, "cannot listen on %s port %u: %s", cfg->host, cfg->port,
-                 saved ? strerror(saved) : "libmicrohttpd refused to start");
+        snprintf(err, errlen, "cannot %s on %s port %u: %s",
+                 cert_pem ? "serve HTTPS (is --tls-key the key of --tls-cert?)" : "listen",
+                 cfg->host, cfg->port, saved ? strerror(saved) : "libmicrohttpd refused to start");
+        srv_conns_free(h->conns);
         free(h);
         return NULL;
     }
@@ -325,13 +634,25 @@ void srv_http_quiesce(srv_http *h) {
 }
 
 size_t srv_http_in_flight(const srv_http *h) {
-    return atomic_load(&((srv_http *)h)->in_flight);
+    long n = atomic_load(&h->g->in_flight);
+    return n > 0 ? (size_t)n : 0;
 }
 
 void srv_http_stop(srv_http *h) {
     if (!h) return;
+    /* libmicrohttpd cannot stop with a connection suspended: every request
+     * handed to the pool must come back first. Those still queued are
+     * answered 503 at once; those computing finish. */
+    atomic_store(&h->stopping, 1);
+    while (atomic_load(&h->outstanding) > 0) usleep(1000);
+    /* Stopping the daemon closes every connection, answered or not: give
+     * the answers just handed back (503s for the queue, mostly) up to 5 s
+     * to go out. A client too slow to read its answer in that time loses
+     * it, as it would have past the drain timeout. */
+    for (int i = 0; i < 5000 && atomic_load(&h->answering) > 0; i++) usleep(1000);
     MHD_stop_daemon(h->daemon);
     /* The threads are gone, so the quiesced socket is no longer polled. */
     if (h->quiesced != MHD_INVALID_SOCKET) close(h->quiesced);
+    srv_conns_free(h->conns);
     free(h);
 }

@@ -7,11 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gradserve.h"
 #include "server.h"
+
+/* The commit the binary was built from; the Makefile passes it. */
+#ifndef GS_COMMIT
+#define GS_COMMIT "unknown"
+#endif
 
 /* ==== signals =============================================================== */
 
@@ -127,10 +133,40 @@ static int load_openapi(const srv_config *cfg, srv_app *app, char *used, size_t 
     return 0;
 }
 
+/* Reads a PEM file for libmicrohttpd, NUL-terminated (the configuration
+ * has checked it is one). */
+static char *read_pem(const char *path, char *err, size_t errlen) {
+    size_t len = 0;
+    char *p = read_file(path, &len);
+    char *q = p ? realloc(p, len + 1) : NULL;
+    if (!q) {
+        snprintf(err, errlen, "cannot read \"%.300s\": %s", path, strerror(p ? ENOMEM : errno));
+        free(p);
+        return NULL;
+    }
+    q[len] = '\0';
+    return q;
+}
+
+/* Enough descriptors for max-connections (each is one), plus files and the
+ * listening socket: raise the soft limit up to the hard one if needed. */
+static void raise_fd_limit(size_t max_connections) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    rlim_t want = (rlim_t)max_connections + 64;
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        srv_log(SRV_LOG_WARN, "only %llu file descriptors for --max-connections %zu: "
+                "connections past that are refused by the kernel",
+                (unsigned long long)rl.rlim_cur, max_connections);
+}
+
 /* ==== main ================================================================== */
 
 int main(int argc, char **argv) {
-    srv_config cfg;
+    static srv_config cfg; /* static: 16 KiB of paths */
     char err[512];
     int rc = srv_config_parse(&cfg, argc, argv, stdout, err, sizeof err);
     if (rc == 1) return 0;
@@ -138,49 +174,83 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gradserve: %s\n", err);
         return 2;
     }
-
     static srv_app app; /* static: the daemon's threads hold it to the end */
     api_limits_default(&app.limits);
     app.limits.max_body = cfg.max_body;
     app.limits.max_numbers = cfg.max_numbers;
     app.http_threads = cfg.threads;
+    if (*cfg.token) {
+        app.token = cfg.token;
+        app.token_len = strlen(cfg.token);
+    }
     atomic_init(&app.state, SRV_STARTING);
     char openapi[PATH_MAX + 64];
     if (load_openapi(&cfg, &app, openapi, sizeof openapi, err, sizeof err)) {
         fprintf(stderr, "gradserve: %s\n", err);
         return 2;
     }
+    char *cert = NULL, *key = NULL;
+    if (*cfg.tls_cert) {
+        if (!(cert = read_pem(cfg.tls_cert, err, sizeof err)) ||
+            !(key = read_pem(cfg.tls_key, err, sizeof err))) {
+            fprintf(stderr, "gradserve: %s\n", err);
+            free(cert);
+            free(app.openapi);
+            return 2;
+        }
+    }
+    /* A bad setting is one plain line above (exit status 2), for the person
+     * starting the server; from here on every line on stderr is in the
+     * configured format, and nothing goes to stdout. */
+    srv_log_setup((srv_log_level)cfg.log_level, (srv_log_format)cfg.log_format, 2);
+    raise_fd_limit(cfg.max_connections);
 
     /* Debian's OpenBLAS starts threads of its own; the worker pool already
      * splits the rows, so each GEMM of a linear head runs on its caller's
      * thread and the cores are not oversubscribed. */
     gs_head_blas_threads(1);
-    srv_pool *pool = srv_pool_new(cfg.workers);
+    app.metrics = srv_metrics_new(GS_VERSION, GS_COMMIT);
+    srv_pool *pool = app.metrics ? srv_pool_new(cfg.workers) : NULL;
     if (!pool) {
-        fprintf(stderr, "gradserve: cannot start %zu worker threads\n", cfg.workers);
+        srv_log(SRV_LOG_ERROR, "cannot start %zu worker threads", cfg.workers);
+        srv_metrics_free(app.metrics);
         free(app.openapi);
+        free(cert);
+        free(key);
         return 1;
     }
     app.exec = srv_pool_exec(pool);
+    app.pool = pool;
     if (install_signals()) {
-        fprintf(stderr, "gradserve: cannot install signal handlers: %s\n", strerror(errno));
+        srv_log(SRV_LOG_ERROR, "cannot install signal handlers: %s", strerror(errno));
         srv_pool_free(pool);
+        srv_metrics_free(app.metrics);
         free(app.openapi);
+        free(cert);
+        free(key);
         return 1;
     }
-    srv_http *http = srv_http_start(&cfg, &app, err, sizeof err);
+    srv_http *http = srv_http_start(&cfg, &app, cert, key, err, sizeof err);
+    /* GnuTLS has parsed the PEM data during the start; it is not read again. */
+    free(cert);
+    free(key);
     if (!http) {
-        fprintf(stderr, "gradserve: %s\n", err);
+        srv_log(SRV_LOG_ERROR, "%s", err);
         srv_pool_free(pool);
+        srv_metrics_free(app.metrics);
         free(app.openapi);
         return 1;
     }
     atomic_store(&app.state, SRV_READY);
     int v6 = strchr(cfg.host, ':') != NULL;
-    fprintf(stderr, "gradserve %s: listening on http://%s%s%s:%u (%zu HTTP threads, %zu workers, "
-            "max body %zu bytes, max numbers %zu, openapi %s)\n",
-            GS_VERSION, v6 ? "[" : "", cfg.host, v6 ? "]" : "", srv_http_port(http),
-            cfg.threads, cfg.workers, cfg.max_body, cfg.max_numbers, openapi);
+    srv_log_always("gradserve %s (%s): listening on %s://%s%s%s:%u (%zu HTTP threads, %zu "
+                   "workers, queue limit %zu, max body %zu bytes, max numbers %zu, max "
+                   "connections %zu, auth %s, openapi %s)",
+                   GS_VERSION, GS_COMMIT, *cfg.tls_cert ? "https" : "http", v6 ? "[" : "",
+                   cfg.host, v6 ? "]" : "", srv_http_port(http), cfg.threads, cfg.workers,
+                   cfg.queue_limit, cfg.max_body, cfg.max_numbers, cfg.max_connections,
+                   app.token ? "bearer token" : cfg.insecure ? "none (--insecure)" : "none",
+                   openapi);
 
     int sig = wait_signal(-1);
 
@@ -190,22 +260,23 @@ int main(int argc, char **argv) {
     atomic_store(&app.state, SRV_DRAINING);
     srv_http_quiesce(http);
     size_t left = srv_http_in_flight(http);
-    fprintf(stderr, "gradserve: %s, draining %zu request%s\n", strsignal(sig), left,
-            left == 1 ? "" : "s");
+    srv_log_always("%s: draining %zu request%s", strsignal(sig), left, left == 1 ? "" : "s");
     double deadline = now() + cfg.drain_timeout;
     while ((left = srv_http_in_flight(http)) > 0 && now() < deadline) {
         if (wait_signal(10)) {
-            fprintf(stderr, "gradserve: second signal, stopping now\n");
+            srv_log(SRV_LOG_WARN, "second signal, stopping now");
             break;
         }
     }
-    if (left) fprintf(stderr, "gradserve: %zu request%s cut short\n", left, left == 1 ? "" : "s");
+    if (left)
+        srv_log(SRV_LOG_WARN, "%zu request%s cut short", left, left == 1 ? "" : "s");
 
     srv_http_stop(http);
     srv_pool_free(pool);
+    srv_metrics_free(app.metrics);
     free(app.openapi);
     close(sig_pipe[0]);
     close(sig_pipe[1]);
-    fprintf(stderr, "gradserve: stopped\n");
+    srv_log_always("stopped");
     return 0;
 }

@@ -1,4 +1,4 @@
-/* pool.c - the worker pool behind api_exec: parallel for-loops whose caller takes part. */
+/* pool.c - the worker pool: computing requests, one per thread, and the parallel for-loops (api_exec) that split them. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -26,10 +26,11 @@ typedef struct job {
 
 struct srv_pool {
     pthread_mutex_t lock;
-    pthread_cond_t work;    /* signalled when a job is queued, or on stop */
+    pthread_cond_t work;    /* signalled when a job or task is queued, or on stop */
     job *head, *tail;       /* FIFO of jobs with indices left; under lock */
+    srv_task *tasks, *tasks_tail; /* FIFO of submitted tasks; under lock */
     int stop;               /* under lock */
-    size_t workers;         /* including the calling thread */
+    size_t workers;
     size_t nthreads;
     pthread_t *threads;
 };
@@ -60,21 +61,51 @@ static void finish(job *j) {
     if (++j->done == j->n) pthread_cond_signal(&j->all_done);
 }
 
+/* 1 on the pool's own threads: a run() called there (a request splitting
+ * its rows) has one helper fewer than the pool has threads. */
+static _Thread_local int on_pool_thread;
+
+/* A thread's loop. Indices of running jobs go before new tasks: a job
+ * belongs to a request already computing, and finishing it first frees
+ * that request's memory and answers its client sooner than starting
+ * another would. Stop waits for the task queue to be empty, so no
+ * submitted task is dropped. */
 static void *worker(void *arg) {
     srv_pool *p = arg;
+    on_pool_thread = 1;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->head && !p->stop) pthread_cond_wait(&p->work, &p->lock);
-        if (p->stop) break;
-        job *j = p->head;
-        size_t i = take(p, j);
-        pthread_mutex_unlock(&p->lock);
-        j->task(j->arg, i);
-        pthread_mutex_lock(&p->lock);
-        finish(j);
+        while (!p->head && !p->tasks && !p->stop) pthread_cond_wait(&p->work, &p->lock);
+        if (p->head) {
+            job *j = p->head;
+            size_t i = take(p, j);
+            pthread_mutex_unlock(&p->lock);
+            j->task(j->arg, i);
+            pthread_mutex_lock(&p->lock);
+            finish(j);
+        } else if (p->tasks) {
+            srv_task *t = p->tasks;
+            p->tasks = t->next;
+            if (!p->tasks) p->tasks_tail = NULL;
+            pthread_mutex_unlock(&p->lock);
+            t->run(t); /* may free t */
+            pthread_mutex_lock(&p->lock);
+        } else {
+            break; /* stop, and nothing left */
+        }
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
+}
+
+void srv_pool_submit(srv_pool *p, srv_task *t) {
+    t->next = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->tasks_tail) p->tasks_tail->next = t;
+    else p->tasks = t;
+    p->tasks_tail = t;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
 }
 
 void srv_pool_run(void *ctx, size_t n, void (*task)(void *arg, size_t i), void *arg) {
@@ -82,7 +113,8 @@ void srv_pool_run(void *ctx, size_t n, void (*task)(void *arg, size_t i), void *
     /* One task, or no helpers: inline, with no lock and no hand-off, so
      * small requests cost nothing extra. */
     if (n == 0) return;
-    if (n == 1 || !p || p->nthreads == 0) {
+    size_t helpers = !p ? 0 : on_pool_thread && p->nthreads ? p->nthreads - 1 : p->nthreads;
+    if (n == 1 || helpers == 0) {
         for (size_t i = 0; i < n; i++) task(arg, i);
         return;
     }
@@ -93,7 +125,7 @@ void srv_pool_run(void *ctx, size_t n, void (*task)(void *arg, size_t i), void *
     p->tail = &j;
     /* Wake as many workers as there are indices the caller will not take
      * first; a broadcast would wake idle threads for nothing. */
-    size_t wake = n - 1 < p->nthreads ? n - 1 : p->nthreads;
+    size_t wake = n - 1 < helpers ? n - 1 : helpers;
     for (size_t k = 0; k < wake; k++) pthread_cond_signal(&p->work);
     while (j.next < j.n) {
         size_t i = take(p, &j);
@@ -114,7 +146,7 @@ srv_pool *srv_pool_new(size_t workers) {
     p->workers = workers ? workers : 1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
-    size_t want = p->workers - 1;
+    size_t want = p->workers;
     p->threads = want ? calloc(want, sizeof *p->threads) : NULL;
     if (want && !p->threads) {
         srv_pool_free(p);

@@ -1,6 +1,7 @@
-/* routes.c - the routing table {method, path, handler} and the handlers of every path. */
+/* routes.c - the routing table {method, path, handler}, the handlers of every path, and the bearer token check. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server.h"
 
@@ -51,6 +52,8 @@ static void h_compute(srv_app *app, const srv_request *req, srv_reply *rep) {
     rep->len = r.len;
     rep->owned = 1;
     rep->content_type = JSON;
+    rep->rows = r.rows;
+    rep->samples = r.samples;
 }
 
 static void h_healthz(srv_app *app, const srv_request *req, srv_reply *rep) {
@@ -79,6 +82,20 @@ static void h_info(srv_app *app, const srv_request *req, srv_reply *rep) {
     rep->content_type = JSON;
 }
 
+static void h_metrics(srv_app *app, const srv_request *req, srv_reply *rep) {
+    size_t len = 0;
+    char *body = app->metrics ? srv_metrics_render(app->metrics, &len) : NULL;
+    if (!body) {
+        srv_reply_error(rep, 500, "internal", "the metrics could not be written", NULL);
+        return;
+    }
+    rep->status = 200;
+    rep->body = body;
+    rep->len = len;
+    rep->owned = 1;
+    rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
 static void h_openapi(srv_app *app, const srv_request *req, srv_reply *rep) {
     if (!app->openapi) {
         srv_reply_error(rep, 404, "not_found", "this server was started without an OpenAPI "
@@ -96,12 +113,16 @@ static void h_openapi(srv_app *app, const srv_request *req, srv_reply *rep) {
 
 /* Computing endpoints share one prefix row: which ops exist is the api
  * layer's knowledge (api_is_op), not repeated here. */
+/* The probes are open: a load balancer or kubelet has no token, and they
+ * tell nothing but up and ready. */
 static const srv_route ROUTES[] = {
-    {"POST", "/v1/", 1, 1, h_compute},
-    {"GET", "/healthz", 0, 0, h_healthz},
-    {"GET", "/readyz", 0, 0, h_readyz},
-    {"GET", "/v1/info", 0, 0, h_info},
-    {"GET", "/openapi.yaml", 0, 0, h_openapi},
+    /* method, path, prefix, body, compute, open, handler */
+    {"POST", "/v1/", 1, 1, 1, 0, h_compute},
+    {"GET", "/healthz", 0, 0, 0, 1, h_healthz},
+    {"GET", "/readyz", 0, 0, 0, 1, h_readyz},
+    {"GET", "/metrics", 0, 0, 0, 0, h_metrics},
+    {"GET", "/v1/info", 0, 0, 0, 0, h_info},
+    {"GET", "/openapi.yaml", 0, 0, 0, 0, h_openapi},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof *ROUTES)
 
@@ -140,4 +161,26 @@ const srv_route *srv_route_find(const char *method, const char *path, const char
     srv_reply_error(rep, 405, "method_not_allowed", msg, NULL);
     rep->allow = ALLOW[allow];
     return NULL;
+}
+
+/* ==== the bearer token ====================================================== */
+
+int srv_auth_ok(const char *token, size_t token_len, const char *authorization) {
+    if (!authorization) return 0;
+    const char *v = authorization;
+    while (*v == ' ' || *v == '\t') v++;
+    /* RFC 7235: the scheme is case-insensitive; RFC 6750 names it Bearer. */
+    if (strncasecmp(v, "Bearer", 6) || (v[6] != ' ' && v[6] != '\t')) return 0;
+    for (v += 6; *v == ' ' || *v == '\t'; v++) {}
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    /* Every byte of the token is compared, whatever the given value's
+     * length or contents, and differences are OR-ed rather than returned
+     * at the first one: the time depends on the token's length only. */
+    size_t diff = n ^ token_len;
+    for (size_t i = 0; i < token_len; i++) {
+        unsigned char g = i < n ? (unsigned char)v[i] : 0;
+        diff |= (size_t)(g ^ (unsigned char)token[i]);
+    }
+    return diff == 0;
 }
