@@ -8,6 +8,10 @@ OPT       ?= -O2 -g
 # -fno-math-errno lets sqrt() compile to one instruction; no other fast-math.
 NUMERICS  := -fno-math-errno
 
+# Each flavour builds into its own folder, so objects never mix flags.
+ifdef VMATH
+BUILD     ?= build/vm-$(VMATH)
+endif
 ifdef SANITIZE
 BUILD     ?= build/san
 SANFLAGS  := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
