@@ -117,11 +117,6 @@ size_t gs_rng_cat_cdf(const double *p, size_t k, double *cdf) {
     return last;
 }
 
-size_t gs_rng_categorical_cdf(const gs_rng *rng, uint64_t row, uint32_t m,
-                              const double *cdf, size_t k, size_t last) {
-    return gs_rng_cat_draw(gs_rng_uniform(rng, row, m), cdf, k, last);
-}
-
 /* Below the total, cdf has no NaN (a NaN propagates to the total) and does
  * not decrease, so the first i with u < cdf[i] is the number of i with
  * cdf[i] <= u: counted without a branch per bucket. */

@@ -57,12 +57,8 @@ size_t gs_rng_categorical(const gs_rng *rng, uint64_t row, uint32_t m,
 size_t gs_rng_cat_cdf(const double *p, size_t k, double *cdf);
 
 /* The draw gs_rng_categorical(rng, row, m, p, k) makes, bit for bit, from
- * the cdf and last of gs_rng_cat_cdf(p, k, cdf): O(k) once per row instead
- * of once per draw. */
-size_t gs_rng_categorical_cdf(const gs_rng *rng, uint64_t row, uint32_t m,
-                              const double *cdf, size_t k, size_t last);
-
-/* The same draw from u = gs_rng_uniform(rng, row, m). */
+ * u = gs_rng_uniform(rng, row, m) and the cdf and last of
+ * gs_rng_cat_cdf(p, k, cdf): O(k) once per row instead of once per draw. */
 size_t gs_rng_cat_draw(double u, const double *cdf, size_t k, size_t last);
 
 /* u[i] = gs_rng_uniform(rng, row, m0 + i) for i in [0, count), bit for bit,
