@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api_arena.h"
+#include "api_lift.h"
 #include "api_endpoints.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -88,6 +89,17 @@ static void finish(api_ctx *c, api_result *out) {
  * valid JSON but not representable: invalid_argument. */
 static json_t *load(api_ctx *c, const char *body, size_t len) {
     json_error_t e;
+    /* Long base64 strings lifted out first (api_lift.h); should jansson
+     * refuse the copy, it refuses the body too, and parsing the body
+     * itself gives the line and column to report. */
+    api_lift *l = (api_lift *)c->lift;
+    if (l && l->body) {
+        json_t *root = json_loadb(l->body, l->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+        free(l->body);
+        l->body = NULL;
+        if (root) return root;
+        c->lift = NULL;
+    }
     /* JSON_DECODE_ANY: a bare string or number is JSON (RFC 8259), just
      * not a request object, so it is an invalid_argument like `[1, 2]`
      * rather than invalid_json ("'[' or '{' expected"), which API.md
@@ -112,7 +124,9 @@ static void run_one(api_ctx *c, const api_endpoint *ep, json_t *root) {
         api_bad(c, NULL, "the request body must be a JSON object");
         return;
     }
-    if (ep->parse(c, root) == 0) ep->run(c);
+    if (ep->parse(c, root)) return;
+    if (c->defer_above && c->cost > c->defer_above) c->deferred = 1;
+    else ep->run(c);
 }
 
 /* ==== /v1/batch ============================================================ */
@@ -175,6 +189,7 @@ static void run_batch(api_ctx *c, json_t *root, api_result *out) {
     for (size_t i = 0; i < n; i++) {
         api_ctx_init(&s.ctx[i], c->lim, c->exec);
         s.ctx[i].base64 = c->base64; /* an item's own output wins */
+        s.ctx[i].lift = c->lift;
     }
     const api_exec *x = c->exec;
     int par = x && x->run && x->workers > 1 && n > 1;
@@ -187,6 +202,8 @@ static void run_batch(api_ctx *c, json_t *root, api_result *out) {
     if (total > c->lim->max_numbers) {
         api_err(c, 413, "payload_too_large", "requests", "the batch computes %zu numbers in all, "
                 "over this server's limit of %zu per request", total, c->lim->max_numbers);
+    } else if (c->defer_above && total > c->defer_above) {
+        c->deferred = 1;
     } else {
         if (par) x->run(x->ctx, n, batch_run_item, &s);
         else for (size_t i = 0; i < n; i++) batch_run_item(&s, i);
@@ -220,16 +237,19 @@ static void run_batch(api_ctx *c, json_t *root, api_result *out) {
 
 /* ==== entry point =========================================================== */
 
-int api_handle(const char *op, const char *body, size_t len,
-               const api_limits *lim, const api_exec *exec, api_result *out) {
+static int handle(const char *op, const char *body, size_t len, const api_limits *lim,
+                  const api_exec *exec, size_t defer_above, api_result *out) {
     const api_endpoint *ep = find_endpoint(op);
     int batch = !strcmp(op, "batch");
     if (!ep && !batch) return -1;
     memset(out, 0, sizeof *out);
     api_ctx c;
     api_ctx_init(&c, lim, exec);
+    c.defer_above = defer_above;
     /* The JSON tree lives in an arena: no malloc per node while parsing,
      * and no walk to free it afterwards. */
+    api_lift lift = {0};
+    if (len >= API_LIFT_MIN && api_lift_scan(&lift, body, len) == 1) c.lift = &lift;
     api_arena arena;
     api_arena_begin(&arena);
     json_t *root = load(&c, body, len);
@@ -238,10 +258,22 @@ int api_handle(const char *op, const char *body, size_t len,
         else if (!json_is_object(root)) api_bad(&c, NULL, "the request body must be a JSON object");
         else run_batch(&c, root, out);
     }
-    finish(&c, out);
+    int deferred = c.deferred && !c.status;
+    if (!deferred) finish(&c, out);
     api_arena_end(&arena);
     api_ctx_free(&c);
-    return 0;
+    api_lift_free(&lift);
+    return deferred;
+}
+
+int api_handle(const char *op, const char *body, size_t len,
+               const api_limits *lim, const api_exec *exec, api_result *out) {
+    return handle(op, body, len, lim, exec, 0, out);
+}
+
+int api_handle_small(const char *op, const char *body, size_t len,
+                     const api_limits *lim, api_result *out) {
+    return handle(op, body, len, lim, NULL, lim->split_min, out);
 }
 
 /* ==== /v1/info =============================================================== */

@@ -48,6 +48,16 @@ typedef struct {
 int api_handle(const char *op, const char *body, size_t len,
                const api_limits *lim, const api_exec *exec, api_result *out);
 
+/* api_handle for a caller that wants small requests only, such as a
+ * connection's thread that should not be held up: the same, run serially,
+ * except that a valid request whose work (batch x samples x dims, a whole
+ * /v1/batch counted together) is over lim->split_min numbers is parsed
+ * and checked but not run: then it returns 1 with nothing in *out, and
+ * the caller runs it with api_handle (on its workers). An invalid request
+ * is answered here (0, its error in *out). */
+int api_handle_small(const char *op, const char *body, size_t len,
+                     const api_limits *lim, api_result *out);
+
 /* 1 if op names a computing endpoint (POST only). */
 int api_is_op(const char *op);
 

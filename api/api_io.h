@@ -31,6 +31,8 @@ void w_string(api_buf *b, const char *s); /* a JSON string value */
 
 /* ---- request context ---------------------------------------------------------- */
 
+struct api_lift_s;
+
 typedef struct {
     /* the first error, if any (status 0: none) */
     int status;
@@ -48,6 +50,10 @@ typedef struct {
     api_buf out;
     size_t rows, samples; /* work done, for metrics */
     size_t cost;          /* numbers the request computes (413 check) */
+    size_t defer_above;   /* 0, or a cost above which the request is parsed
+                             and checked but not run (api_handle_small) */
+    int deferred;         /* it was not run for that reason */
+    const struct api_lift_s *lift; /* the body's lifted strings, or NULL */
     void *state;          /* the endpoint's parsed request */
 } api_ctx;
 
@@ -57,6 +63,9 @@ void api_ctx_free(api_ctx *c);
 /* Zeroed memory owned by the context; NULL (with a 500-free error set:
  * 413 payload_too_large) when the allocation fails. */
 void *api_alloc(api_ctx *c, size_t n, size_t size);
+
+/* n bytes, not zeroed, owned by the context likewise. */
+void *api_alloc_raw(api_ctx *c, size_t n);
 
 /* Records the first error and returns -1. field may be NULL. */
 int api_err(api_ctx *c, int status, const char *code, const char *field,

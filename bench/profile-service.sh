@@ -91,6 +91,7 @@ if [ "$MODE" = split ] || [ "$MODE" = both ]; then
     }
     total=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$TMP/incl.txt")
     handle=$(incl api_handle)
+    [ "$handle" != 0 ] || handle=$(incl handle)
     lex=$(incl json_loadb)
     conv=$(incl "$PARSE")
     comp=$(incl api_run_rows)

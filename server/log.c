@@ -97,15 +97,41 @@ static void put_text(line *l, const char *s) {
     put(l, "\"", 1);
 }
 
+/* Decimal digits of v. */
+static void put_u64(line *l, uint64_t v) {
+    char d[20];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(l, d + i, sizeof d - i);
+}
+
+/* v right-aligned in width digits, zero-padded (v < 10^width). */
+static void put_u64_pad(line *l, uint64_t v, size_t width) {
+    char d[20];
+    for (size_t i = width; i-- > 0; v /= 10) d[i] = (char)('0' + v % 10);
+    put(l, d, width);
+}
+
+/* The time as 2026-11-28T08:36:31.123Z. The part down to the second is
+ * formatted once a second per thread (strftime is most of a line's cost). */
 static void put_time(line *l) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
-    struct tm tm;
-    gmtime_r(&t.tv_sec, &tm);
-    char s[40];
-    size_t n = strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(s + n, sizeof s - n, ".%03ldZ", t.tv_nsec / 1000000);
-    puts_(l, s);
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[32];
+    static _Thread_local size_t cached_len;
+    if (t.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&t.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S.", &tm);
+        cached_sec = t.tv_sec;
+    }
+    put(l, cached, cached_len);
+    put_u64_pad(l, (uint64_t)t.tv_nsec / 1000000, 3);
+    put(l, "Z", 1);
 }
 
 /* Starts a line: the time, the level and the message. */
@@ -145,19 +171,44 @@ static void end(line *l) {
     }
 }
 
-static void put_field_str(line *l, const char *key, const char *value) {
+/* Starts a field: ,"key": (JSON) or  key= (text). */
+static void put_key(line *l, const char *key) {
     if (log_format == SRV_LOG_JSON) {
-        putf(l, ",\"%s\":\"", key);
+        put(l, ",\"", 2);
+        puts_(l, key);
+        put(l, "\":", 2);
+    } else {
+        put(l, " ", 1);
+        puts_(l, key);
+        put(l, "=", 1);
+    }
+}
+
+static void put_field_str(line *l, const char *key, const char *value) {
+    put_key(l, key);
+    if (log_format == SRV_LOG_JSON) {
+        put(l, "\"", 1);
         put_json(l, value);
         put(l, "\"", 1);
     } else {
-        putf(l, " %s=", key);
         put_text(l, value);
     }
 }
 
 static void put_field_u64(line *l, const char *key, uint64_t v) {
-    putf(l, log_format == SRV_LOG_JSON ? ",\"%s\":%llu" : " %s=%llu", key, (unsigned long long)v);
+    put_key(l, key);
+    put_u64(l, v);
+}
+
+/* seconds as milliseconds with three decimals (rounded to the
+ * microsecond), e.g. 1.234. */
+static void put_field_ms(line *l, const char *key, double seconds) {
+    put_key(l, key);
+    double us = seconds * 1e6 + 0.5;
+    uint64_t v = us > 0 && us < 1.8e19 ? (uint64_t)us : 0;
+    put_u64(l, v / 1000);
+    put(l, ".", 1);
+    put_u64_pad(l, v % 1000, 3);
 }
 
 /* ==== messages ============================================================== */
@@ -197,8 +248,7 @@ void srv_log_access(const srv_access *a) {
     put_field_u64(&l, "status", (uint64_t)(a->status > 0 ? a->status : 0));
     put_field_u64(&l, "bytes_in", a->bytes_in);
     put_field_u64(&l, "bytes_out", a->bytes_out);
-    putf(&l, log_format == SRV_LOG_JSON ? ",\"duration_ms\":%.3f" : " duration_ms=%.3f",
-         a->seconds * 1e3);
+    put_field_ms(&l, "duration_ms", a->seconds);
     put_field_u64(&l, "rows", a->rows);
     put_field_u64(&l, "samples", a->samples);
     put_field_str(&l, "request_id", a->request_id ? a->request_id : "");
@@ -246,6 +296,7 @@ void srv_request_id(char out[SRV_REQUEST_ID_MAX + 1], const char *given) {
         atomic_compare_exchange_strong(&key, &expected, r);
         k = atomic_load(&key);
     }
-    uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed);
-    snprintf(out, SRV_REQUEST_ID_MAX + 1, "%016llx", (unsigned long long)mix(k + n));
+    uint64_t id = mix(k + atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed));
+    for (int i = 15; i >= 0; i--, id >>= 4) out[i] = "0123456789abcdef"[id & 15];
+    out[16] = '\0';
 }

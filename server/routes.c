@@ -37,7 +37,14 @@ void srv_reply_error(srv_reply *rep, int status, const char *code, const char *m
 
 static void h_compute(srv_app *app, const srv_request *req, srv_reply *rep) {
     api_result r;
-    if (api_handle(req->op, req->body, req->len, &app->limits, &app->exec, &r) != 0) {
+    int rc = req->small_only
+                 ? api_handle_small(req->op, req->body, req->len, &app->limits, &r)
+                 : api_handle(req->op, req->body, req->len, &app->limits, &app->exec, &r);
+    if (rc == 1) {
+        rep->deferred = 1;
+        return;
+    }
+    if (rc != 0) {
         /* The route matched only ops api_is_op() knows, so this is a
          * disagreement between the two: treat it as the 404 it would be. */
         srv_reply_error(rep, 404, "not_found", "no such operation", NULL);

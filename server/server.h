@@ -202,6 +202,8 @@ typedef struct {
     const char *op;      /* for prefix routes: the path below the prefix */
     const char *body;    /* never NULL; not NUL-terminated */
     size_t len;
+    int small_only;      /* on the connection's thread: a computing handler
+                            runs only small work, and defers the rest */
 } srv_request;
 
 /* A handler's answer. body is freed with free() after sending when owned. */
@@ -216,6 +218,8 @@ typedef struct {
     unsigned retry_after; /* a Retry-After header in seconds, when > 0 */
     int challenge;       /* send WWW-Authenticate: Bearer (401) */
     size_t rows, samples; /* work done, for the metrics */
+    int deferred;        /* small_only and the work is not small: nothing
+                            done, run it again on the pool */
 } srv_reply;
 
 typedef void (*srv_handler)(srv_app *app, const srv_request *req, srv_reply *rep);

@@ -1,5 +1,8 @@
 /* test_api_io.c - the api layer's JSON and tensor reading, number writing, error bodies, limits, /v1/batch and /v1/info. */
 #include "test_api_util.h"
+#include "api_b64.h"
+#include "api_b64_impl.h"
+#include "api_lift.h"
 
 static const char *CAT = "{\"type\":\"categorical\",\"logits\":[[0.1,2.0,-1.0],[1,1,1]]}";
 
@@ -323,6 +326,225 @@ START_TEST(tensor_inputs_equal_json_inputs) {
 END_TEST
 
 /* /v1/sample's base64 output fed back as /v1/reparam's eps. */
+/* Long base64 tensors skip jansson's string lexer (api_lift.h): the answers
+ * must be exactly those of the same numbers as JSON text, and every edge
+ * of the lifting must behave as if there were none. */
+START_TEST(long_tensors_lifted_out_of_the_lexer) {
+    enum { B = 64, K = 5 }; /* 2560 bytes: 3416 base64 characters */
+    double lg[B * K];
+    for (int k = 0; k < B * K; k++) lg[k] = sin(0.37 * k + 1.0) * 3.0;
+    size_t d2[2] = {B, K};
+    char *t64 = tensor_json("float64", 2, d2, lg, sizeof lg);
+    sb js = {0};
+    sb_arr(&js, lg, NULL, 2, d2);
+    char *jarr = sb_take(&js);
+    const char *tail = "\"estimator\": \"score\", \"samples\": 3, \"seed\": 5";
+    char *a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, %s}", t64, tail);
+    char *j = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, %s}", jarr, tail);
+    resp ra = call("entropy", a), rj = call("entropy", j);
+    expect_ok(ra);
+    expect_same_body(ra, rj);
+    resp_free(&ra);
+    free(a);
+
+    /* the same, with "\/" escapes in the string (not lifted: jansson
+     * unescapes it) and with blanks around the colon */
+    char *b = b64_encode(lg, sizeof lg);
+    sb es = {0};
+    for (const char *q = b; *q; q++) sb_printf(&es, *q == '/' ? "\\/" : "%c", *q);
+    char *esc = sb_take(&es);
+    const char *forms[] = {"{\"dtype\": \"float64\", \"shape\": [64, 5], \"data\": \"%s\"}",
+                           "{\"data\"  :\n \"%s\", \"dtype\": \"float64\", \"shape\": [64, 5]}"};
+    for (int f = 0; f < 2; f++) {
+        char *t = fmt(forms[f], f ? b : esc);
+        a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, %s}", t, tail);
+        ra = call("entropy", a);
+        expect_same_body(ra, rj);
+        resp_free(&ra);
+        free(a);
+        free(t);
+    }
+    resp_free(&rj);
+
+    /* in /v1/batch items */
+    a = fmt("{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": {\"type\": "
+            "\"categorical\", \"logits\": %s}}}, {\"op\": \"entropy\", \"body\": {\"distribution\": "
+            "{\"type\": \"categorical\", \"logits\": %s}}}]}", t64, t64);
+    j = (free(j), fmt("{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": {\"type\": "
+            "\"categorical\", \"logits\": %s}}}, {\"op\": \"entropy\", \"body\": {\"distribution\": "
+            "{\"type\": \"categorical\", \"logits\": %s}}}]}", jarr, jarr));
+    ra = call("batch", a);
+    rj = call("batch", j);
+    expect_ok(ra);
+    expect_same_body(ra, rj);
+    resp_free(&ra);
+    resp_free(&rj);
+    free(a);
+    free(j);
+
+    /* invalid JSON after a lifted string: the line and column of the body
+     * sent, not of the copy jansson parsed first */
+    a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}, \"seed\": 1 x}", t64);
+    char *col = fmt("column %zu", strlen(a) - 1);
+    ra = call("entropy", a);
+    expect_error(ra, 400, "invalid_json", NULL);
+    ck_assert_msg(strstr(ra.body, col), "%s does not name %s", ra.body, col);
+    resp_free(&ra);
+    free(a);
+    free(col);
+    /* a duplicate key beside a lifted string is still refused */
+    a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": \"float64\", "
+            "\"shape\": [64, 5], \"data\": \"%s\", \"data\": \"%s\"}}}", b, b);
+    ra = call("entropy", a);
+    expect_error(ra, 400, "invalid_argument", NULL);
+    ck_assert_ptr_nonnull(strstr(ra.body, "duplicate"));
+    resp_free(&ra);
+    free(a);
+    /* a tag a client makes up is just a string that is not base64 */
+    a = "{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": \"float64\", "
+        "\"shape\": [1, 1], \"data\": \"~gs:0123456789abcdef:0\"}}}";
+    ra = call("entropy", a);
+    expect_error(ra, 400, "invalid_argument", "distribution.logits.data");
+    resp_free(&ra);
+    /* a long string with a byte JSON refuses, or a byte base64 refuses */
+    size_t n = strlen(b);
+    char bad[2] = {1, '!'};
+    const char *codes[2] = {"invalid_json", "invalid_argument"};
+    for (int k = 0; k < 2; k++) {
+        char *c = strdup(b);
+        c[n / 2] = bad[k];
+        a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": "
+                "\"float64\", \"shape\": [64, 5], \"data\": \"%s\"}}}", c);
+        ra = call("entropy", a);
+        expect_error(ra, 400, codes[k], k ? "distribution.logits.data" : NULL);
+        resp_free(&ra);
+        free(a);
+        free(c);
+    }
+    free(esc);
+    free(b);
+    free(jarr);
+    free(t64);
+}
+END_TEST
+
+/* The scan itself: what is lifted, what the copy holds, what maps back. */
+START_TEST(lift_scan_and_lookup) {
+    char *b1 = malloc(API_LIFT_MIN + 1), *b2 = malloc(API_LIFT_MIN);
+    memset(b1, 'A', API_LIFT_MIN + 1);
+    memset(b2, 'z', API_LIFT_MIN);
+    b1[API_LIFT_MIN] = '\0';
+    b2[API_LIFT_MIN - 1] = '\0'; /* one short of the minimum */
+    char *body = fmt("{\"a\": {\"data\": \"%s\"}, \"s\": \"x\\\"data\\\"\", \"data\" : \"%s=\", "
+                     "\"b\": [\"data\", \"%s\"], \"c\": {\"data\": \"%s\"}}", b1, b1, b1, b2);
+    api_lift l;
+    ck_assert_int_eq(api_lift_scan(&l, body, strlen(body)), 1);
+    ck_assert_uint_eq(l.n, 2); /* the two "data" values; not the list item, not the short one */
+    ck_assert_uint_eq(l.spans[0].n, API_LIFT_MIN);
+    ck_assert_uint_eq(l.spans[1].n, API_LIFT_MIN + 1);
+    ck_assert_int_eq(l.spans[1].p[API_LIFT_MIN], '=');
+    ck_assert_uint_lt(l.len, strlen(body) - 2 * API_LIFT_MIN + 100);
+    /* the copy is JSON whose "data" strings are the tags */
+    json_error_t e;
+    json_t *root = json_loadb(l.body, l.len, 0, &e);
+    ck_assert_msg(root != NULL, "%s", e.text);
+    json_t *d0 = json_object_get(json_object_get(root, "a"), "data");
+    json_t *d1 = json_object_get(root, "data");
+    size_t n0 = json_string_length(d0), n1 = json_string_length(d1);
+    ck_assert_ptr_eq(api_lift_get(&l, json_string_value(d0), &n0), l.spans[0].p);
+    ck_assert_ptr_eq(api_lift_get(&l, json_string_value(d1), &n1), l.spans[1].p);
+    ck_assert_uint_eq(n1, API_LIFT_MIN + 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(root, "c"), "data")), b2);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(root, "b"), 1)), b1);
+    /* strings that look like tags but are not */
+    char fake[64];
+    snprintf(fake, sizeof fake, "%.*s9", (int)l.tag_len, l.tag);
+    size_t nf = strlen(fake);
+    ck_assert_ptr_eq(api_lift_get(&l, fake, &nf), fake);
+    snprintf(fake, sizeof fake, "%.*sx", (int)l.tag_len, l.tag);
+    nf = strlen(fake);
+    ck_assert_ptr_eq(api_lift_get(&l, fake, &nf), fake);
+    ck_assert_ptr_eq(api_lift_get(NULL, fake, &nf), fake);
+    json_decref(root);
+    api_lift_free(&l);
+    free(body);
+    /* nothing to lift; an unterminated string stops the scan */
+    body = fmt("{\"data\": \"%s\\/\"}", b1);
+    ck_assert_int_eq(api_lift_scan(&l, body, strlen(body)), 0);
+    ck_assert_ptr_null(l.body);
+    api_lift_free(&l);
+    free(body);
+    body = fmt("{\"data\": \"%s", b1);
+    ck_assert_int_eq(api_lift_scan(&l, body, strlen(body)), 0);
+    api_lift_free(&l);
+    free(body);
+    free(b1);
+    free(b2);
+}
+END_TEST
+
+/* The vector base64 decoder and scan agree with the portable ones byte for
+ * byte: valid strings of every length mod 32, every byte value planted at
+ * positions across the blocks, outputs too small; the encoder agrees with
+ * the tests' own. */
+static int ref_b64_char(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/' || c == '=';
+}
+
+START_TEST(base64_paths_agree) {
+    enum { MAXB = 700 };
+    unsigned char data[MAXB], o1[MAXB + 64], o2[MAXB + 64];
+    uint64_t st = 42;
+    for (size_t k = 0; k < MAXB; k++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        data[k] = (unsigned char)(st >> 56);
+    }
+    for (size_t n = 0; n <= MAXB; n += (n < 200 ? 1 : 37)) {
+        char *e = b64_encode(data, n);
+        size_t len = strlen(e);
+        char *enc = malloc(len + 1);
+        api_b64_encode(enc, data, n);
+        ck_assert_int_eq(memcmp(enc, e, len), 0);
+        free(enc);
+        /* valid, with and without padding, with room and short of it */
+        for (int unpad = 0; unpad < 2; unpad++) {
+            size_t l = len;
+            while (unpad && l && e[l - 1] == '=') l--;
+            size_t caps[] = {n, n + 3, n ? n - 1 : 0, n / 2};
+            for (int c = 0; c < 4; c++) {
+                long a = api_b64_decode(e, l, o1, caps[c]);
+                long b = api_b64_decode_portable(e, l, o2, caps[c], 0, 0);
+                ck_assert_int_eq(a, b);
+                if (a > 0 && (size_t)a <= caps[c]) ck_assert_int_eq(memcmp(o1, o2, (size_t)a), 0);
+            }
+            long a = api_b64_decode(e, l, o1, n + 3);
+            ck_assert_int_eq(a, (long)n);
+            ck_assert_int_eq(memcmp(o1, data, n), 0);
+        }
+        /* every byte value at a few positions */
+        if (len >= 96 && n % 3 == 0) {
+            size_t pos[] = {0, 31, 32, 45, len - 40, len - 1};
+            for (int pi = 0; pi < 6; pi++) {
+                for (int v = 0; v < 256; v++) {
+                    char saved = e[pos[pi]];
+                    e[pos[pi]] = (char)v;
+                    long a = api_b64_decode(e, len, o1, n + 3);
+                    long b = api_b64_decode_portable(e, len, o2, n + 3, 0, 0);
+                    ck_assert_msg(a == b, "n %zu pos %zu byte %d: %ld vs %ld", n, pos[pi], v, a, b);
+                    if (a > 0) ck_assert_int_eq(memcmp(o1, o2, (size_t)a), 0);
+                    size_t want = 0;
+                    while (want < len && ref_b64_char((unsigned char)e[want])) want++;
+                    ck_assert_uint_eq(api_b64_prefix(e, len), want);
+                    e[pos[pi]] = saved;
+                }
+            }
+        }
+        free(e);
+    }
+}
+END_TEST
+
 START_TEST(tensor_output_round_trips_as_input) {
     const char *dist = "{\"type\": \"tanh_normal\", \"loc\": [[0, 1], [0.5, -1]], \"scale\": [[0.3, 1.2], "
                        "[1, 0.5]], \"low\": [-2, -1], \"high\": [2, 1]}";
@@ -553,6 +775,64 @@ static void expect_batch(const resp *r, int base64) {
         else ck_assert_ptr_null(f);
     }
 }
+
+/* api_handle_small answers small work exactly as api_handle does, answers
+ * refusals itself, and hands back (1, nothing written) a valid request whose
+ * work is over split_min, a whole batch counted together. */
+START_TEST(small_only_defers_large_work) {
+    api_limits lim;
+    api_limits_default(&lim);
+    lim.split_min = 100;
+    const char *small = "{\"distribution\": {\"type\": \"normal\", \"loc\": [[0.5, 1]], "
+                        "\"log_scale\": [[0, -1]]}, \"estimator\": \"reparam\", "
+                        "\"samples\": 50, \"seed\": 7}"; /* 1 x 50 x 2 = 100 */
+    const char *large = "{\"distribution\": {\"type\": \"normal\", \"loc\": [[0.5, 1]], "
+                        "\"log_scale\": [[0, -1]]}, \"estimator\": \"reparam\", "
+                        "\"samples\": 51, \"seed\": 7}"; /* 102 */
+    const char *bad = "{\"distribution\": {\"type\": \"normal\", \"loc\": [[0.5, 1]], "
+                      "\"log_scale\": [[0, -1]]}, \"samples\": 0, \"seed\": 7}";
+    struct {
+        const char *op, *body;
+        int deferred;
+    } cases[] = {
+        {"entropy", small, 0},
+        {"entropy", large, 1},
+        {"entropy", bad, 0},
+        {"entropy", "{", 0},
+        {"batch", "{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": "
+                  "{\"type\": \"normal\", \"loc\": [[0.5, 1]], \"log_scale\": [[0, -1]]}, "
+                  "\"estimator\": \"reparam\", \"samples\": 30, \"seed\": 1}}, {\"op\": \"entropy\", \"body\": "
+                  "{\"distribution\": {\"type\": \"normal\", \"loc\": [[0.5, 1]], "
+                  "\"log_scale\": [[0, -1]]}, \"estimator\": \"reparam\", \"samples\": 30, \"seed\": 2}}]}", 1},
+        {"batch", "{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": "
+                  "{\"type\": \"normal\", \"loc\": [[0.5, 1]], \"log_scale\": [[0, -1]]}, "
+                  "\"estimator\": \"reparam\", \"samples\": 30, \"seed\": 1}}]}", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        size_t len = strlen(cases[k].body);
+        api_result a, b;
+        memset(&a, 0xa5, sizeof a);
+        int rc = api_handle_small(cases[k].op, cases[k].body, len, &lim, &a);
+        ck_assert_int_eq(api_handle(cases[k].op, cases[k].body, len, &lim, NULL, &b), 0);
+        if (cases[k].deferred) {
+            ck_assert_msg(rc == 1, "case %zu: rc %d, want deferred", k, rc);
+            ck_assert_ptr_null(a.body);
+            ck_assert_int_eq(a.status, 0);
+            ck_assert_int_eq(b.status, 200);
+        } else {
+            ck_assert_msg(rc == 0, "case %zu: rc %d, want an answer", k, rc);
+            ck_assert_int_eq(a.status, b.status);
+            ck_assert_uint_eq(a.len, b.len);
+            ck_assert_int_eq(memcmp(a.body, b.body, a.len), 0);
+            ck_assert_uint_eq(a.rows, b.rows);
+            ck_assert_uint_eq(a.samples, b.samples);
+            free(a.body);
+        }
+        free(b.body);
+    }
+    ck_assert_int_eq(api_handle_small("nope", "{}", 2, &lim, &(api_result){0}), -1);
+}
+END_TEST
 
 START_TEST(batch_items_in_order_and_isolated) {
     char *b = batch_body(NULL);
@@ -827,12 +1107,16 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, tensor_inputs_equal_json_inputs);
     tcase_add_test(tc, tensor_output_round_trips_as_input);
+    tcase_add_test(tc, long_tensors_lifted_out_of_the_lexer);
+    tcase_add_test(tc, lift_scan_and_lookup);
+    tcase_add_test(tc, base64_paths_agree);
     tcase_add_test(tc, tensor_errors_name_the_field);
     tcase_add_test(tc, requests_over_the_limits_are_413);
     suite_add_tcase(s, tc);
     tc = tcase_create("batch");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, batch_items_in_order_and_isolated);
+    tcase_add_test(tc, small_only_defers_large_work);
     tcase_add_test(tc, batch_on_threads_is_byte_identical);
     tcase_add_test(tc, batch_errors_and_limits);
     suite_add_tcase(s, tc);

@@ -1,0 +1,149 @@
+/* api_lift.c - long base64 strings kept out of jansson's lexer: the scan, the tags, the lookup. */
+#include "api_lift.h"
+
+#include "api_b64.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A nonce per request: a process key from getrandom, then a counter
+ * through splitmix64's finaliser (a bijection: no two requests share
+ * one). */
+static uint64_t nonce(void) {
+    static atomic_uint_fast64_t key, counter;
+    uint64_t k = atomic_load_explicit(&key, memory_order_relaxed);
+    if (!k) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&r;
+        r |= 1;
+        uint64_t expected = 0;
+        atomic_compare_exchange_strong(&key, &expected, r);
+        k = atomic_load(&key);
+    }
+    uint64_t z = k + 0x9e3779b97f4a7c15ull * atomic_fetch_add_explicit(&counter, 1,
+                                                                       memory_order_relaxed);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static const char *skip_ws(const char *t, const char *end) {
+    while (t < end && (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r')) t++;
+    return t;
+}
+
+/* Appends the tag of span i to the copy. */
+static void put_tag(api_lift *l, size_t i) {
+    memcpy(l->body + l->len, l->tag, l->tag_len);
+    l->len += l->tag_len;
+    char d[20];
+    size_t n = 0;
+    do {
+        d[n++] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i);
+    while (n) l->body[l->len++] = d[--n];
+}
+
+/* Records span (s, n) and copies the body from *from to s, then the tag. */
+static int lift(api_lift *l, const char *body, size_t len, const char **from, const char *s,
+                size_t n) {
+    if (!l->body) {
+        /* The copy is never longer than the body: every lifted string is
+         * longer than its tag. */
+        if (!(l->body = malloc(len))) return -1;
+        uint64_t x = nonce();
+        memcpy(l->tag, "~gs:", 4);
+        for (int k = 0; k < 16; k++) l->tag[4 + k] = "0123456789abcdef"[(x >> (60 - 4 * k)) & 15];
+        l->tag[20] = ':';
+        l->tag_len = 21;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        api_span *p = realloc(l->spans, cap * sizeof *p);
+        if (!p) return -1;
+        l->spans = p;
+        l->cap = cap;
+    }
+    memcpy(l->body + l->len, *from, (size_t)(s - *from));
+    l->len += (size_t)(s - *from);
+    put_tag(l, l->n);
+    l->spans[l->n++] = (api_span){s, n};
+    *from = s + n;
+    (void)body;
+    return 0;
+}
+
+int api_lift_scan(api_lift *l, const char *body, size_t len) {
+    memset(l, 0, sizeof *l);
+    const char *p = body, *end = body + len, *from = body;
+    for (;;) {
+        /* Outside strings: the next one starts at a quote. */
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q) break;
+        /* Its end: the next quote not escaped by a backslash. */
+        const char *s = q + 1, *e = s;
+        for (;;) {
+            const char *qq = memchr(e, '"', (size_t)(end - e));
+            const char *bs = qq ? memchr(e, '\\', (size_t)(qq - e)) : NULL;
+            if (!qq) {
+                e = NULL;
+                break;
+            }
+            if (!bs) {
+                e = qq;
+                break;
+            }
+            e = bs + 2;
+            if (e >= end) {
+                e = NULL;
+                break;
+            }
+        }
+        if (!e) break; /* unterminated: jansson will say where */
+        p = e + 1;
+        if (e - s != 4 || memcmp(s, "data", 4)) continue;
+        /* A "data" key: is its value a long base64 string? */
+        const char *t = skip_ws(p, end);
+        if (t == end || *t != ':') continue;
+        t = skip_ws(t + 1, end);
+        if (t == end || *t != '"') continue;
+        size_t n = api_b64_prefix(t + 1, (size_t)(end - t - 1));
+        if (n < API_LIFT_MIN || t + 1 + n == end || t[1 + n] != '"') continue;
+        if (lift(l, body, len, &from, t + 1, n)) {
+            api_lift_free(l);
+            return -1;
+        }
+        p = t + 1 + n + 1;
+    }
+    if (!l->body) return 0;
+    memcpy(l->body + l->len, from, (size_t)(end - from));
+    l->len += (size_t)(end - from);
+    return 1;
+}
+
+const char *api_lift_get(const api_lift *l, const char *s, size_t *n) {
+    if (!l || !l->n || *n <= l->tag_len || *n > l->tag_len + 19 ||
+        memcmp(s, l->tag, l->tag_len))
+        return s;
+    size_t i = 0;
+    for (size_t k = l->tag_len; k < *n; k++) {
+        if (s[k] < '0' || s[k] > '9') return s;
+        i = 10 * i + (size_t)(s[k] - '0');
+    }
+    if (i >= l->n) return s;
+    *n = l->spans[i].n;
+    return l->spans[i].p;
+}
+
+void api_lift_free(api_lift *l) {
+    free(l->body);
+    free(l->spans);
+    memset(l, 0, sizeof *l);
+}
