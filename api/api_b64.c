@@ -76,6 +76,7 @@ static int b64_char(unsigned char c) {
 
 size_t api_b64_prefix(const char *p, size_t n) {
     size_t k = 0;
+    if (n >= 32 && __builtin_cpu_supports("avx2")) api_b64_prefix_avx2(p, n, &k);
 #ifdef __SSE2__
     /* 16 bytes at a time: letters (after setting the case bit), digits and
      * + / =, each a range test done with a saturating subtraction. */

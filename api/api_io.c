@@ -6,6 +6,9 @@
 #include "api_dtoa.h"
 
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -374,22 +377,22 @@ static int fill(fill_state *s, json_t *v, size_t depth) {
     return 0;
 }
 
-/* The index of the first infinity or NaN of f[0..n), or n. Blocks of 32
- * are tested without a branch per value (an all-ones exponent), so that
- * the compiler vectorises them. */
-__attribute__((optimize("tree-vectorize"))) static size_t first_nonfinite(const double *f,
-                                                                          size_t n) {
-    const uint64_t exp = 0x7ff0000000000000ull;
+/* The index of the first infinity or NaN of f[0..n), or n: x - x is NaN
+ * exactly for those, so blocks of 32 are tested with one unordered
+ * compare per pair and a single branch. */
+static size_t first_nonfinite(const double *f, size_t n) {
     size_t k = 0;
+#ifdef __SSE2__
     for (; k + 32 <= n; k += 32) {
-        uint64_t bad = 0;
-        for (size_t j = 0; j < 32; j++) {
-            uint64_t b;
-            memcpy(&b, f + k + j, 8);
-            bad |= (b & exp) == exp;
+        __m128d bad = _mm_setzero_pd();
+        for (size_t j = 0; j < 32; j += 2) {
+            __m128d x = _mm_loadu_pd(f + k + j);
+            __m128d d = _mm_sub_pd(x, x);
+            bad = _mm_or_pd(bad, _mm_cmpunord_pd(d, d));
         }
-        if (bad) break;
+        if (_mm_movemask_pd(bad)) break;
     }
+#endif
     while (k < n && isfinite(f[k])) k++;
     return k;
 }

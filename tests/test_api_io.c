@@ -421,6 +421,22 @@ START_TEST(long_tensors_lifted_out_of_the_lexer) {
         free(a);
         free(c);
     }
+    /* a non-finite value anywhere in a long tensor is named by its index */
+    size_t at[] = {0, 31, 32, 63, 100, B * K - 1};
+    for (int k = 0; k < 6; k++) {
+        double saved = lg[at[k]];
+        lg[at[k]] = k % 2 ? NAN : -INFINITY;
+        char *t = tensor_json("float64", 2, d2, lg, sizeof lg);
+        a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": %s}}", t);
+        char *field = fmt("distribution.logits[%zu][%zu]", at[k] / K, at[k] % K);
+        ra = call("entropy", a);
+        expect_error(ra, 400, "invalid_argument", field);
+        resp_free(&ra);
+        free(field);
+        free(a);
+        free(t);
+        lg[at[k]] = saved;
+    }
     free(esc);
     free(b);
     free(jarr);
