@@ -350,12 +350,19 @@ static void make_slow_body(long samples) {
 }
 
 static void calibrate(const server *s, double seconds) {
+    /* The fastest of three runs: a run slowed by other work on the machine
+     * would make the requests shorter than asked, and the tests that count
+     * on them outlasting a timeout would fail. */
     make_slow_body(20000);
-    double t0 = now();
-    resp r = request(s, "/v1/entropy", slow_body, NULL);
-    double took = now() - t0;
-    ck_assert_msg(r.status == 200, "calibration: %ld %.200s", r.status, r.body);
-    free(r.body);
+    double took = 1e9;
+    for (int i = 0; i < 3; i++) {
+        double t0 = now();
+        resp r = request(s, "/v1/entropy", slow_body, NULL);
+        double t = now() - t0;
+        ck_assert_msg(r.status == 200, "calibration: %ld %.200s", r.status, r.body);
+        free(r.body);
+        if (t < took) took = t;
+    }
     double m = 20000 * seconds / (took > 1e-4 ? took : 1e-4);
     make_slow_body(m < 20000 ? 20000 : m > 800000 ? 800000 : (long)m);
 }
@@ -927,7 +934,7 @@ START_TEST(drain_timeout_answers_the_queue_503) {
                           "--max-numbers", "1g", NULL};
     server s;
     start(&s, args, NULL);
-    calibrate(&s, 0.5);
+    calibrate(&s, 1.0);
     char *m0 = scrape_settled(&s, NULL, NULL);
     double answered0 =
         sample(m0, "gradserve_requests_total{path=\"/v1/entropy\",status=\"200\"}");
@@ -939,7 +946,7 @@ START_TEST(drain_timeout_answers_the_queue_503) {
     burst(&s, slow_body, a, t, N, &go);
     /* Every request accepted; their bodies are small, so within the drain
      * second all are received whole and wait for the one compute thread,
-     * which needs about half a second each. */
+     * which needs about a second each. */
     double admitted = 0, answered = 0;
     for (int i = 0; i < 2000 && admitted + answered < N; i++) {
         char *m = scrape(&s, NULL);
