@@ -246,6 +246,15 @@ END_TEST
 
 /* A request with the parameters as JSON, and with the same values as
  * tensors of each dtype, gives the same bytes. */
+/* a and b (request bodies for op) get the same successful answer. */
+static void expect_same_answers(const char *op, const char *a, const char *b) {
+    resp ra = call(op, a), rb = call(op, b);
+    expect_ok(ra);
+    expect_same_body(ra, rb);
+    resp_free(&ra);
+    resp_free(&rb);
+}
+
 START_TEST(tensor_inputs_equal_json_inputs) {
     double lg[6] = {0.1, 2.0, -1.0, 1.0, 1.5, -0.25};
     size_t d2[2] = {2, 3};
@@ -270,12 +279,7 @@ START_TEST(tensor_inputs_equal_json_inputs) {
     char *j = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": [[%.17g, %.17g, %.17g], "
                   "[%.17g, %.17g, %.17g]]}}", (double)lf[0], (double)lf[1], (double)lf[2],
                   (double)lf[3], (double)lf[4], (double)lf[5]);
-    ra = call("entropy", a);
-    rj = call("entropy", j);
-    expect_ok(ra);
-    expect_same_body(ra, rj);
-    resp_free(&ra);
-    resp_free(&rj);
+    expect_same_answers("entropy", a, j);
     free(a);
     free(j);
     free(t32);
@@ -370,15 +374,11 @@ START_TEST(long_tensors_lifted_out_of_the_lexer) {
     a = fmt("{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": {\"type\": "
             "\"categorical\", \"logits\": %s}}}, {\"op\": \"entropy\", \"body\": {\"distribution\": "
             "{\"type\": \"categorical\", \"logits\": %s}}}]}", t64, t64);
-    j = (free(j), fmt("{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": {\"type\": "
+    free(j);
+    j = fmt("{\"requests\": [{\"op\": \"entropy\", \"body\": {\"distribution\": {\"type\": "
             "\"categorical\", \"logits\": %s}}}, {\"op\": \"entropy\", \"body\": {\"distribution\": "
-            "{\"type\": \"categorical\", \"logits\": %s}}}]}", jarr, jarr));
-    ra = call("batch", a);
-    rj = call("batch", j);
-    expect_ok(ra);
-    expect_same_body(ra, rj);
-    resp_free(&ra);
-    resp_free(&rj);
+            "{\"type\": \"categorical\", \"logits\": %s}}}]}", jarr, jarr);
+    expect_same_answers("batch", a, j);
     free(a);
     free(j);
 
