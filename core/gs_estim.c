@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gs_row.h"
+#include "gs_vmath_impl.h"
 
 /* ½ log(2 pi e): the entropy of a standard normal coordinate. */
 static const double HALF_LOG_2PIE = 1.41893853320467274178;
@@ -69,7 +70,7 @@ static void cat_score_grad(const gs_dist *d, gs_ws *w, const double *wt,
         gs_export_terms(d, w, b, terms);
     }
     gs_cat_score_reduce(wt, w->k, w->M, w->p, D, g->p0 + b * D,
-                        se->p0 ? se->p0 + b * D : NULL, w->ksum, w->tmp);
+                        se->p0 ? se->p0 + b * D : NULL, w->cscratch);
 }
 
 /* Checks a row's per-row scalars and gradients; on a non-finite value fails
@@ -173,6 +174,29 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
         return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
     gs_input blame = d->type == GS_CATEGORICAL ? GS_IN_LOGITS : GS_IN_LOC;
     int rc = 0;
+    /* Categorical on AVX-512: eight rows at a time (gs_lanes_avx512.c),
+     * then the same checks row by row; per-sample terms go row by row. */
+    if (w.lanes && (exact || !job->terms.p0)) {
+        size_t D = d->dim;
+        int bad;
+        if (exact) {
+            bad = gs_lanes_entropy_cat_avx512(D, d->logits + r0 * D, r1 - r0, job->entropy + r0,
+                                              job->grad.p0 + r0 * D, w.lanes);
+        } else {
+            gs_lanes_score s = {.K = D, .M = job->samples, .logits = d->logits,
+                                .key = {job->rng.key[0], job->rng.key[1]},
+                                .loo = job->baseline != GS_BASELINE_NONE,
+                                .stat = job->entropy, .se_stat = job->se_entropy,
+                                .grad = job->grad.p0, .se_grad = job->se_grad.p0};
+            bad = gs_lanes_score_avx512(&s, r0, r1, w.lanes);
+        }
+        for (size_t b = r0; bad && b < r1 && !rc; b++)
+            rc = check_row(err, d, &w, b, blame, job->entropy,
+                           exact ? NULL : job->se_entropy, &job->grad,
+                           exact || !job->se_entropy ? NULL : &job->se_grad);
+        gs_ws_free(&w);
+        return rc;
+    }
     for (size_t b = r0; b < r1 && !rc; b++) {
         if (exact) entropy_exact_row(job, &w, b);
         else entropy_mc_row(job, &w, b);

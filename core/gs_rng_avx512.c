@@ -65,6 +65,23 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
         if (u2) _mm512_mask_storeu_pd(u2 + i, k, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
     }
 }
+/* u[8 (m - m0) + l] = the uniform of (row0 + l, m) for m in [m0, m0 + count),
+ * l in [0, 8): block j = 0 of each, one row per lane (the layout of
+ * gs_lanes_avx512.c); bit-identical to gs_rng_uniform. */
+void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t m0,
+                                  size_t count, double *u) {
+    uint64_t lo[8], hi[8];
+    for (int l = 0; l < 8; l++) {
+        uint64_t r = row0 + (uint64_t)l;
+        lo[l] = (uint32_t)r, hi[l] = (uint32_t)(r >> 32);
+    }
+    const __m512i r0 = _mm512_loadu_si512(lo), r1 = _mm512_loadu_si512(hi);
+    for (size_t i = 0; i < count; i++) {
+        __m512i c[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i)), r0, r1};
+        philox8(c, key[0], key[1]);
+        _mm512_storeu_pd(u + 8 * i, u53x8(c[0], c[1]));
+    }
+}
 #else
 #error "gs_rng_avx512.c must be compiled with -mavx512f"
 #endif

@@ -16,8 +16,10 @@ static const double HALF_LOG_2PI = 0.91893853320467274178;
 int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     memset(w, 0, sizeof *w);
     size_t dim = d->dim, md = M * dim;
+    size_t ncs = d->type == GS_CATEGORICAL ? gs_cat_score_scratch(M, dim) : 0;
+    size_t nl = d->type == GS_CATEGORICAL && gs_vm_have_avx512() ? gs_lanes_scratch(dim, M) : 0;
     size_t nd = 6 * md + 2 * M + 6 * dim + 4 * dim + 2 * md +
-                gs_rng_normals_scratch(M, dim);
+                gs_rng_normals_scratch(M, dim) + ncs + nl;
     double *p = malloc(nd * sizeof(double) + M * sizeof(int64_t) + 64);
     if (!p) return GS_ENOMEM;
     w->block = p;
@@ -35,6 +37,8 @@ int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     w->g0 = p, p += md;
     w->g1 = p, p += md;
     w->nscratch = p, p += gs_rng_normals_scratch(M, dim);
+    w->cscratch = ncs ? p : NULL, p += ncs;
+    w->lanes = nl ? p : NULL, p += nl;
     w->k = (int64_t *)p;
     return 0;
 }
@@ -217,61 +221,80 @@ void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
         se[i] = M > 1 ? sqrt(se[i] / (double)(M - 1) / (double)M) : 0.0;
 }
 
-/* ss[j] += (0 - c[j] - p[j] dm)^2 for j in [j0, j1): the squared deviation
- * of a column sample m did not draw. */
-static inline void cat_sq_acc(double *restrict ss, const double *restrict c,
-                              const double *restrict p, double dm, size_t j0,
-                              size_t j1) {
-    for (size_t j = j0; j < j1; j++) {
-        double v = 0.0 - c[j] - p[j] * dm;
-        ss[j] += v * v;
-    }
-}
+/* The mean and standard errors of g_mj = w_m (e_{k_m} - p)_j in O(M + K).
+ * With W = sum_m w_m, wbar = W / M, d_m = w_m - wbar, and for column j the
+ * samples S_j that drew j (n_j of them) and the others T_j (M - n_j):
+ *   mean_j = (S_j's sum of w - p_j W) / M = (q_j ks_j - p_j Tw_j) / M,
+ * where ks_j = sum over S_j of w, Tw_j = sum over T_j of w and q_j = 1 - p_j
+ * = sum of the other p_i, and the deviation of g_mj from mean_j is
+ *   q_j d_m + e_j    on S_j,  e_j = wbar - ks_j / M = Tw_j / M,
+ *   -(c_j + p_j d_m) on T_j,  c_j = ks_j / M,
+ * so the centred sum of squares of column j is, with a set's count n, the
+ * mean mu and the centred sum of squares V of its d,
+ *   n_S (q_j mu_S + e_j)^2 + q_j^2 V_S + n_T (c_j + p_j mu_T)^2 + p_j^2 V_T.
+ * Every part is a sum of non-negative terms, and q_j, Tw_j and T_j's sums
+ * are formed as sums over the other columns (suffix plus prefix), never as
+ * a total minus column j. So nothing cancels where a trained policy lives,
+ * p_j near 1 with most samples drawing j: q_j keeps its relative precision
+ * (1 - p_j itself would be off by up to eps / q_j), a column no sample drew
+ * gets exactly p_j^2 (sum of d^2), and one every sample drew exactly its
+ * S part. (Expanding the square as sum g^2 - M mean^2 instead cancels
+ * catastrophically there.) The only expansion left is V = sum d^2 - n mu^2
+ * within a set, whose error is eps times that set's own sum of d^2, clamped
+ * at 0. gs_lanes_avx512.c does the same operations in the same order, lane
+ * by lane. */
+size_t gs_cat_score_scratch(size_t M, size_t K) { return 7 * K + M; }
 
-/* With W = sum_m w_m, S_j = the sum of w_m over the samples that drew j,
- * and d_m = w_m - W / M:
- *   mean_j          = (S_j - p_j W) / M
- *   g_mj - mean_j   = w_m [k_m = j] - S_j / M - p_j d_m
- * The centred squares are summed term by term, as gs_reduce_terms would,
- * the columns side by side (vectorised): expanding the square into O(M + K)
- * moments instead cancels badly when p_j is near 1 and most samples drew
- * j, a common state of a trained policy. */
 void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
                          size_t M, const double *restrict p, size_t K,
                          double *restrict mean, double *restrict se,
-                         double *restrict ksum, double *restrict dev) {
+                         double *restrict scratch) {
+    double *ks = scratch, *nn = ks + K, *qd = nn + K, *sks = qd + K, *ssd = sks + K,
+           *sqd = ssd + K, *sp = sqd + K, *dev = sp + K;
     double W = 0.0, fM = (double)M;
-    for (size_t j = 0; j < K; j++) ksum[j] = 0.0;
-    for (size_t m = 0; m < M; m++) {
-        W += w[m];
-        ksum[k[m]] += w[m];
-    }
-    for (size_t j = 0; j < K; j++) mean[j] = (ksum[j] - p[j] * W) / fM;
-    if (!se) return;
+    for (size_t m = 0; m < M; m++) W += w[m];
     double wbar = W / fM;
     for (size_t m = 0; m < M; m++) dev[m] = w[m] - wbar;
-    /* ksum becomes S_j / M; se accumulates the sums of squares, divided
-     * once by (M - 1) M where gs_mean_se divides twice. */
-    double f = M > 1 ? (double)(M - 1) * fM : 1.0;
-    for (size_t j = 0; j < K; j++) ksum[j] /= fM;
-    if (gs_vm_have_avx512()) {
-        gs_vm_cat_sq_avx512(w, k, dev, M, ksum, p, K, f, se);
-        return;
-    }
-    for (size_t j = 0; j < K; j++) se[j] = 0.0;
+    for (size_t j = 0; j < 3 * K; j++) ks[j] = 0.0;
     for (size_t m = 0; m < M; m++) {
-        size_t km = (size_t)k[m];
-        double wm = w[m], dm = dev[m];
-        /* The drawn column apart: no per-column test in the vector loops
-         * (SSE2 has no 64-bit compare). */
-        cat_sq_acc(se, ksum, p, dm, 0, km);
-        double v = wm - ksum[km] - p[km] * dm;
-        se[km] += v * v;
-        cat_sq_acc(se, ksum, p, dm, km + 1, K);
+        size_t j = (size_t)k[m];
+        ks[j] += w[m];
+        nn[j] += 1.0;
+        qd[j] += dev[m] * dev[m];
     }
-    for (size_t j = 0; j < K; j++) se[j] = sqrt(se[j] / f);
-    if (M < 2)
-        for (size_t j = 0; j < K; j++) se[j] = 0.0;
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    for (size_t j = K; j-- > 0;) {
+        sks[j] = a0, ssd[j] = a1, sqd[j] = a2, sp[j] = a3;
+        a0 += ks[j];
+        a1 += ks[j] - nn[j] * wbar;
+        a2 += qd[j];
+        a3 += p[j];
+    }
+    /* 1 / M, 1 / ((M - 1) M), and one division for 1 / n_S and 1 / n_T. */
+    double iM = 1.0 / fM, iF = 1.0 / (M > 1 ? (double)(M - 1) * fM : 1.0);
+    a0 = a1 = a2 = a3 = 0.0;
+    for (size_t j = 0; j < K; j++) {
+        double pj = p[j], kj = ks[j], n = nn[j];
+        double sd = kj - n * wbar, q2 = qd[j];
+        double Tw = a0 + sks[j], q = a3 + sp[j];
+        mean[j] = (q * kj - pj * Tw) * iM;
+        if (se) {
+            double sT = a1 + ssd[j], qT = a2 + sqd[j];
+            double nT = fM - n, c = kj * iM, e0 = Tw * iM;
+            double n1 = n > 0.0 ? n : 1.0, t1 = nT > 0.0 ? nT : 1.0, inv = 1.0 / (n1 * t1);
+            double muS = n > 0.0 ? sd * (t1 * inv) : 0.0, muT = nT > 0.0 ? sT * (n1 * inv) : 0.0;
+            double xS = q * muS + e0, xT = pj * muT + c;
+            double vS = q2 - sd * muS, vT = qT - sT * muT;
+            vS = vS > 0.0 ? vS : 0.0;
+            vT = vT > 0.0 ? vT : 0.0;
+            double ss = (n * (xS * xS) + (q * q) * vS) + (nT * (xT * xT) + (pj * pj) * vT);
+            se[j] = M > 1 ? sqrt(ss * iF) : 0.0;
+            a1 += sd;
+            a2 += q2;
+        }
+        a0 += kj;
+        a3 += pj;
+    }
 }
 
 long gs_first_nonfinite(const double *a, size_t n) {

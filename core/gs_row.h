@@ -26,6 +26,9 @@ typedef struct {
     /* per-sample gradient terms, M x dim each */
     double *g0, *g1;
     double *nscratch;
+    /* categorical: scratch of gs_cat_score_reduce, and of the lane kernels
+     * of gs_lanes_avx512.c (NULL unless they may run) */
+    double *cscratch, *lanes;
     void *block;
 } gs_ws;
 
@@ -73,12 +76,15 @@ void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
                      double *restrict mean, double *restrict se);
 
 /* Mean (into mean[0..K)) and, when se is not NULL, standard errors of the
- * categorical score terms g_mj = w[m] (e_{k[m]} - p)_j of M samples, without
- * forming the M x K terms. ksum (K) and dev (M) are scratch. */
+ * categorical score terms g_mj = w[m] (e_{k[m]} - p)_j of M samples, in
+ * O(M + K) without forming the M x K terms, and without the cancellation of
+ * an expanded square (gs_row.c derives it). scratch holds
+ * gs_cat_score_scratch(M, K) doubles. */
+size_t gs_cat_score_scratch(size_t M, size_t K);
 void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
                          size_t M, const double *restrict p, size_t K,
                          double *restrict mean, double *restrict se,
-                         double *restrict ksum, double *restrict dev);
+                         double *restrict scratch);
 
 /* Index of the first non-finite value of a[0..n), or -1. */
 long gs_first_nonfinite(const double *a, size_t n);

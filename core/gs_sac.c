@@ -3,11 +3,28 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gs_row.h"
+#include "gs_vmath_impl.h"
 
 /* ---- discrete actor ------------------------------------------------------------ */
+
+/* The checks of row b's outputs: a non-finite entropy is the logits'
+ * fault (logits spread past the largest double give a NaN softmax whatever
+ * q is); a non-finite loss, se or gradient is q's. */
+static int sac_discrete_check(const gs_sac_discrete_job *job, size_t b, gs_error *err) {
+    size_t K = job->dist.dim;
+    if (!isfinite(job->entropy[b])) return gs_fail(err, GS_ENONFINITE, GS_IN_LOGITS, (long)b, -1, -1);
+    if (!isfinite(job->loss[b]) || (job->se_loss && job->actions && !isfinite(job->se_loss[b])))
+        return gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
+    long bad = gs_first_nonfinite(job->grad.p0 + b * K, K);
+    if (bad < 0 && job->actions && job->se_grad.p0)
+        bad = gs_first_nonfinite(job->se_grad.p0 + b * K, K);
+    if (bad >= 0) return gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, bad);
+    return 0;
+}
 
 int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
                     gs_error *err) {
@@ -17,6 +34,27 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
     gs_ws w;
     if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
     int rc = 0;
+    /* On AVX-512, eight rows at a time (gs_lanes_avx512.c), then the same
+     * checks row by row; the per-sample terms, when wanted, go row by row. */
+    if (w.lanes && !job->terms.p0) {
+        int bad;
+        if (!job->actions) {
+            bad = gs_lanes_sac_exact_avx512(K, d->logits + r0 * K, job->q + r0 * K, a, r1 - r0,
+                                      job->loss + r0, job->entropy + r0,
+                                      job->grad.p0 + r0 * K, w.lanes);
+        } else {
+            gs_lanes_score s = {.K = K, .M = M, .logits = d->logits, .actions = job->actions,
+                                .q = job->q, .alpha = a,
+                                .loo = job->baseline != GS_BASELINE_NONE,
+                                .entropy = job->entropy, .stat = job->loss,
+                                .se_stat = job->se_loss, .grad = job->grad.p0,
+                                .se_grad = job->se_grad.p0};
+            bad = gs_lanes_score_avx512(&s, r0, r1, w.lanes);
+        }
+        for (size_t b = r0; bad && b < r1 && !rc; b++) rc = sac_discrete_check(job, b, err);
+        gs_ws_free(&w);
+        return rc;
+    }
     for (size_t b = r0; b < r1 && !rc; b++) {
         double *g = job->grad.p0 + b * K;
         job->entropy[b] = gs_cat_row(d->logits + b * K, K, w.logp, w.p);
@@ -53,17 +91,10 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
                 gs_export_terms(d, &w, b, &job->terms);
             }
             gs_cat_score_reduce(w.w, w.k, M, w.p, K, g,
-                                job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL, w.ksum,
-                                w.tmp);
+                                job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL,
+                                w.cscratch);
         }
-        if (!isfinite(job->loss[b]) || (job->se_loss && job->actions && !isfinite(job->se_loss[b]))) {
-            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
-            break;
-        }
-        long bad = gs_first_nonfinite(g, K);
-        if (bad < 0 && job->actions && job->se_grad.p0)
-            bad = gs_first_nonfinite(job->se_grad.p0 + b * K, K);
-        if (bad >= 0) rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, bad);
+        rc = sac_discrete_check(job, b, err);
     }
     gs_ws_free(&w);
     return rc;
@@ -71,8 +102,42 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
 
 /* ---- Boltzmann policy ------------------------------------------------------------ */
 
+static int policy_rows(const gs_sac_policy_job *job, size_t r0, size_t r1, gs_error *err);
+
 int gs_sac_policy(const gs_sac_policy_job *job, size_t r0, size_t r1,
                   gs_error *err) {
+    size_t K = job->K, M = job->samples;
+    double a = job->alpha;
+    int rc = 0;
+    if (gs_vm_have_avx512()) {
+        /* Eight rows at a time; a row whose entropy or value is not finite
+         * (any Q / alpha infinite makes the entropy NaN) is then redone by
+         * the row loop below, which names the offending column. */
+        double *scratch = malloc(gs_lanes_scratch(K, 0) * sizeof(double));
+        if (!scratch) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+        gs_lanes_policy_avx512(K, job->q + r0 * K, a, r1 - r0, job->probs + r0 * K,
+                               job->log_probs + r0 * K, job->entropy + r0, job->value + r0,
+                               scratch);
+        free(scratch);
+        for (size_t b = r0; b < r1 && !rc; b++) {
+            if (!isfinite(job->entropy[b]) || !isfinite(job->value[b])) {
+                gs_sac_policy_job one = *job;
+                one.samples = 0;
+                rc = policy_rows(&one, b, b + 1, err);
+                if (!rc) rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
+                break;
+            }
+            for (size_t m = 0; m < M; m++)
+                job->actions[b * M + m] = (int64_t)gs_rng_categorical(
+                    &job->rng, b, (uint32_t)m, job->probs + b * K, K);
+        }
+        return rc;
+    }
+    return policy_rows(job, r0, r1, err);
+}
+
+/* The policy row by row (without AVX-512, and for a row that failed). */
+static int policy_rows(const gs_sac_policy_job *job, size_t r0, size_t r1, gs_error *err) {
     size_t K = job->K, M = job->samples;
     double a = job->alpha;
     int rc = 0;

@@ -1,4 +1,4 @@
-/* gs_vmath_avx512.c - AVX-512F bodies of the SLEEF array kernels and the softmax row (built with -mavx512f). */
+/* gs_vmath_avx512.c - AVX-512F bodies of the SLEEF array kernels, the tanh quantities and the column sweeps (built with -mavx512f). */
 #include <immintrin.h>
 #include <math.h>
 #include <sleef.h>
@@ -96,81 +96,6 @@ void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
     }
 }
 
-/* The squared-deviation sweep of gs_cat_score_reduce eight columns at a
- * time: ss[j] = sum_m ((w_m if k_m = j else 0) - c_j - p_j dev_m)^2, rows in
- * order, the same expression per column as the scalar loop; then, as there,
- * se[j] = sqrt(ss[j] / f), or 0 for M < 2. */
-void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
-                         size_t M, const double *c, const double *p, size_t K,
-                         double f, double *se) {
-    __m512d fv = _mm512_set1_pd(f);
-    for (size_t j0 = 0; j0 < K; j0 += 8) {
-        __mmask8 km = K - j0 >= 8 ? 0xff : tail_mask(K - j0);
-        __m512d cv = _mm512_maskz_loadu_pd(km, c + j0), pv = _mm512_maskz_loadu_pd(km, p + j0);
-        __m512d acc = _mm512_setzero_pd();
-        for (size_t m = 0; m < M; m++) {
-            size_t h = (size_t)k[m] - j0;
-            __mmask8 hit = h < 8 ? (__mmask8)(1u << h) : 0;
-            __m512d a = _mm512_maskz_mov_pd(hit, _mm512_set1_pd(w[m]));
-            __m512d v = _mm512_sub_pd(_mm512_sub_pd(a, cv),
-                                      _mm512_mul_pd(pv, _mm512_set1_pd(dev[m])));
-            acc = _mm512_add_pd(acc, _mm512_mul_pd(v, v));
-        }
-        acc = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(acc, fv)) : _mm512_setzero_pd();
-        _mm512_mask_storeu_pd(se + j0, km, acc);
-    }
-}
-
-/* The softmax row of gs_vm_cat, eight logits at a time. Sums run in eight
- * lanes (lane l adds elements l, l + 8, ...) and are then folded by
- * _mm512_reduce_add_pd: an order fixed by K alone. Tail lanes are masked
- * out of every max and sum. */
-double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p) {
-    size_t nf = K & ~(size_t)7;
-    __mmask8 tm = tail_mask(K - nf);
-    __m512d ninf = _mm512_set1_pd(-INFINITY), vmax = ninf;
-    for (size_t i = 0; i < nf; i += 8) vmax = _mm512_max_pd(vmax, _mm512_loadu_pd(z + i));
-    if (tm) vmax = _mm512_max_pd(vmax, _mm512_mask_loadu_pd(ninf, tm, z + nf));
-    __m512d mx = _mm512_set1_pd(_mm512_reduce_max_pd(vmax));
-    /* logp = z - max, p = exp(logp): z is read before logp is written, so
-     * the two may be the same array. */
-    __m512d acc = _mm512_setzero_pd();
-    for (size_t i = 0; i < nf; i += 8) {
-        __m512d x = _mm512_sub_pd(_mm512_loadu_pd(z + i), mx);
-        __m512d e = Sleef_expd8_u10avx512f(x);
-        _mm512_storeu_pd(logp + i, x);
-        _mm512_storeu_pd(p + i, e);
-        acc = _mm512_add_pd(acc, e);
-    }
-    if (tm) {
-        __m512d x = _mm512_maskz_sub_pd(tm, _mm512_maskz_loadu_pd(tm, z + nf), mx);
-        __m512d e = Sleef_expd8_u10avx512f(x);
-        _mm512_mask_storeu_pd(logp + nf, tm, x);
-        _mm512_mask_storeu_pd(p + nf, tm, e);
-        acc = _mm512_mask_add_pd(acc, tm, acc, e);
-    }
-    /* The max term contributes exp(0) = 1, so sum >= 1 and its log is
-     * finite. */
-    double sum = _mm512_reduce_add_pd(acc);
-    __m512d lse = _mm512_set1_pd(log(sum)), r = _mm512_set1_pd(1.0 / sum);
-    __m512d h = _mm512_setzero_pd();
-    for (size_t i = 0; i < nf; i += 8) {
-        __m512d l = _mm512_sub_pd(_mm512_loadu_pd(logp + i), lse);
-        __m512d q = _mm512_mul_pd(_mm512_loadu_pd(p + i), r);
-        _mm512_storeu_pd(logp + i, l);
-        _mm512_storeu_pd(p + i, q);
-        h = _mm512_add_pd(h, _mm512_mul_pd(q, l));
-    }
-    if (tm) {
-        __m512d l = _mm512_maskz_sub_pd(tm, _mm512_maskz_loadu_pd(tm, logp + nf), lse);
-        __m512d q = _mm512_maskz_mul_pd(tm, _mm512_maskz_loadu_pd(tm, p + nf), r);
-        _mm512_mask_storeu_pd(logp + nf, tm, l);
-        _mm512_mask_storeu_pd(p + nf, tm, q);
-        h = _mm512_mask_add_pd(h, tm, h, _mm512_mul_pd(q, l));
-    }
-    /* p = 0 (underflow) adds 0: its logp is finite. */
-    return -_mm512_reduce_add_pd(h);
-}
 #else
 #error "gs_vmath_avx512.c must be compiled with -mavx512f"
 #endif

@@ -21,16 +21,14 @@ void gs_vm_expm1_avx512(size_t n, const double *x, double *y);
 void gs_vm_log_avx512(size_t n, const double *x, double *y);
 void gs_vm_log1p_avx512(size_t n, const double *x, double *y);
 void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c);
+/* In gs_lanes_avx512.c: one row of its lane softmax. */
 double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p);
 void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
                              double *l1mt2);
-/* The column sweeps of gs_reduce_terms and gs_cat_score_reduce (gs_row.c),
+/* The column sweeps of gs_reduce_terms (gs_row.c),
  * with their arithmetic: bit-identical to the scalar loops there. */
 void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
                               double *mean, double *se);
-void gs_vm_cat_sq_avx512(const double *w, const int64_t *k, const double *dev,
-                         size_t M, const double *c, const double *p, size_t K,
-                         double f, double *se);
 
 /* 1 when the AVX-512 kernels may run (the CPU has them and the build allows
  * them): for dispatch outside gs_vmath.c. */
@@ -42,5 +40,46 @@ int gs_vm_have_avx512(void);
  * i = (m - m0) nb + j; bit-identical to the scalar Philox path. */
 void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
                             size_t nb, size_t count, double *u1, double *u2);
+
+/* u[8 (m - m0) + l] = gs_rng_uniform of (row0 + l, m), m in [m0, m0 +
+ * count), l in [0, 8): one row per lane, bit for bit (gs_rng_avx512.c). */
+void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t m0,
+                                  size_t count, double *u);
+
+/* Defined in gs_lanes_avx512.c (compiled with -mavx512f): the categorical
+ * kernels eight rows at a time, one row per lane. Each takes scratch of
+ * gs_lanes_scratch(K, M) doubles (M = 0 for the exact ones) and computes
+ * each row's outputs from that row alone, the same bits in any lane. Those
+ * returning int return 1 when some output of some row is not finite (the
+ * caller then checks row by row), else 0. */
+size_t gs_lanes_scratch(size_t K, size_t M);
+/* n rows of logits z (K each): entropy h[b] and its gradient (n x K). */
+int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
+                                double *scratch);
+/* The exact discrete SAC actor of n rows: loss, entropy, grad (n x K). */
+int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double alpha, size_t n,
+                              double *loss, double *ent, double *grad, double *scratch);
+/* The Boltzmann policy of n rows of Q: probs, log_probs (n x K), entropy
+ * and value. Rows with a non-finite Q / alpha get unspecified outputs. */
+void gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
+                            double *log_probs, double *ent, double *value, double *scratch);
+/* A sampled categorical score estimator over rows [r0, r1) (all arrays
+ * indexed by absolute row): SAC (q set: v_m = alpha log p_{k_m} - q_m,
+ * the caller's actions) or the entropy (q NULL: v_m = -log p_{k_m}, actions
+ * drawn from key as gs_rng_cat_draw draws them); stat / se_stat the mean and
+ * se of v, w = v with the loo baseline or not, grad / se_grad the mean and
+ * se of w_m (e_{k_m} - p) (gs_cat_score_reduce's arithmetic). entropy
+ * (exact H), se_stat and se_grad may be NULL. */
+typedef struct {
+    size_t K, M;
+    const double *logits;
+    const int64_t *actions;
+    const double *q;
+    double alpha;
+    uint32_t key[2];
+    int loo;
+    double *entropy, *stat, *se_stat, *grad, *se_grad;
+} gs_lanes_score;
+int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double *scratch);
 
 #endif

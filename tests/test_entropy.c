@@ -711,6 +711,107 @@ START_TEST(error_caller_noise_overflow) {
 }
 END_TEST
 
+/* ---- many rows: the lane kernels -------------------------------------------------
+ * On AVX-512 categorical entropies run eight rows at a time, one row per
+ * lane (core/gs_lanes_avx512.c); the score estimator falls back to the row
+ * loop when per-sample terms are wanted. Row counts not a multiple of
+ * eight, K = 1 and K not a multiple of eight, logits of +-1e4: the closed
+ * form, bit equality across row ranges cutting lane groups anywhere, the
+ * lane path (no terms) bit-identical to the row path (terms), and the
+ * actions drawn the ones gs_sample draws. */
+
+enum { LB = 21, LK = 19, LM = 16 };
+static const size_t LSPLITS[][2] = {{0, 5}, {5, 13}, {13, 14}, {14, 21}};
+static const size_t LKS[] = {1, 3, 8, 9, 18, 19};
+
+typedef struct {
+    double h[LB], sh[LB], g[LB * LK], sg[LB * LK], t[LB * LM * LK];
+} louts;
+
+static void lane_logits(size_t k, double *z) {
+    for (size_t i = 0; i < LB * k; i++) z[i] = 3.0 * sin(0.37 * i + 1.0);
+    for (size_t j = 0; j < k; j++) {
+        z[3 * k + j] = j % 2 ? -1e4 : 1e4;
+        z[11 * k + j] = j == k / 2 ? 1e4 : -1e4;
+    }
+}
+
+static gs_entropy_job lane_job(const double *z, size_t k, gs_estimator est, gs_baseline bl,
+                               size_t M, louts *o) {
+    gs_entropy_job j = {.dist = {.type = GS_CATEGORICAL, .rows = LB, .dim = k, .logits = z},
+                        .estimator = est, .baseline = bl, .samples = M, .entropy = o->h,
+                        .grad = {o->g, NULL}, .se_entropy = est == GS_EST_EXACT ? NULL : o->sh,
+                        .se_grad = {est == GS_EST_EXACT ? NULL : o->sg, NULL}};
+    gs_rng_init(&j.rng, 4242);
+    return j;
+}
+
+static void same_louts(const louts *a, const louts *c, size_t k, int mc) {
+    ck_same_bytes(a->h, c->h, LB * sizeof(double));
+    ck_same_bytes(a->g, c->g, LB * k * sizeof(double));
+    if (mc) {
+        ck_same_bytes(a->sh, c->sh, LB * sizeof(double));
+        ck_same_bytes(a->sg, c->sg, LB * k * sizeof(double));
+    }
+}
+
+START_TEST(lanes_categorical) {
+    static double z[LB * LK], lp[LB * LM];
+    static int64_t act[LB * LM];
+    static louts a, c;
+    for (size_t ik = 0; ik < sizeof LKS / sizeof *LKS; ik++) {
+        size_t k = LKS[ik];
+        lane_logits(k, z);
+        gs_entropy_job ja = lane_job(z, k, GS_EST_EXACT, GS_BASELINE_LOO, 0, &a);
+        ck_assert_int_eq(gs_entropy(&ja, 0, LB, NULL), 0);
+        for (size_t b = 0; b < LB; b++) {
+            double logp[LK], p[LK], h = 0.0;
+            ref_softmax(z + b * k, k, logp, p);
+            for (size_t i = 0; i < k; i++) h -= p[i] * logp[i];
+            ck_close(a.h[b], h, 1e-13, 1e-13);
+            for (size_t i = 0; i < k; i++) ck_close_i(a.g[b * k + i], -p[i] * (logp[i] + h), 1e-12, 1e-13, i);
+        }
+        gs_entropy_job jc = lane_job(z, k, GS_EST_EXACT, GS_BASELINE_LOO, 0, &c);
+        memset(&c, 0xee, sizeof c);
+        for (int s = 0; s < 4; s++)
+            ck_assert_int_eq(gs_entropy(&jc, LSPLITS[s][0], LSPLITS[s][1], NULL), 0);
+        same_louts(&a, &c, k, 0);
+        memset(&c, 0xee, sizeof c);
+        for (size_t b = 0; b < LB; b++) ck_assert_int_eq(gs_entropy(&jc, b, b + 1, NULL), 0);
+        same_louts(&a, &c, k, 0);
+        static const size_t MS[] = {1, 2, 5, LM};
+        for (size_t im = 0; im < 4; im++)
+            for (int bl = 0; bl < 2; bl++) {
+                size_t M = MS[im];
+                gs_baseline base = bl ? GS_BASELINE_NONE : GS_BASELINE_LOO;
+                ja = lane_job(z, k, GS_EST_SCORE, base, M, &a);
+                jc = lane_job(z, k, GS_EST_SCORE, base, M, &c);
+                jc.terms.p0 = c.t;
+                memset(&c, 0xee, sizeof c);
+                ck_assert_int_eq(gs_entropy(&ja, 0, LB, NULL), 0);
+                ck_assert_int_eq(gs_entropy(&jc, 0, LB, NULL), 0);
+                same_louts(&a, &c, k, 1);
+                jc.terms.p0 = NULL;
+                memset(&c, 0xee, sizeof c);
+                for (int s = 0; s < 4; s++)
+                    ck_assert_int_eq(gs_entropy(&jc, LSPLITS[s][0], LSPLITS[s][1], NULL), 0);
+                same_louts(&a, &c, k, 1);
+                /* The actions are gs_sample's: the entropy estimate is the
+                 * mean of its -log p, summed in the same order. */
+                gs_sample_job sj = {.dist = ja.dist, .samples = M, .rng = ja.rng,
+                                    .actions = act, .log_prob = lp};
+                ck_assert_int_eq(gs_sample(&sj, 0, LB, NULL), 0);
+                for (size_t b = 0; b < LB; b++) {
+                    double sum = 0.0;
+                    for (size_t m = 0; m < M; m++) sum += -lp[b * M + m];
+                    ck_assert_msg(a.h[b] == sum / (double)M, "K %zu M %zu row %zu: %.17g vs %.17g",
+                                  k, M, b, a.h[b], sum / (double)M);
+                }
+            }
+    }
+}
+END_TEST
+
 static Suite *entropy_suite(void) {
     Suite *s = suite_create("entropy");
     TCase *tc = tcase_create("exact");
@@ -730,6 +831,7 @@ static Suite *entropy_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("rows");
     tcase_add_test(tc, split_rows_bit_identical);
+    tcase_add_test(tc, lanes_categorical);
     suite_add_tcase(s, tc);
     tc = tcase_create("edges");
     tcase_add_test(tc, edge_categorical);

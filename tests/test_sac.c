@@ -810,6 +810,214 @@ START_TEST(split_rows_bit_identical) {
 }
 END_TEST
 
+/* ==== many rows: the lane kernels ========================================================
+ * On AVX-512 the categorical kernels run eight rows at a time, one row per
+ * lane (core/gs_lanes_avx512.c), and fall back to the row loop when the
+ * per-sample terms are wanted. These cases use row counts that are not a
+ * multiple of eight, K = 1, K not a multiple of eight and logits of +-1e4,
+ * and check: the closed forms; bit equality of the whole batch with row
+ * ranges that cut lane groups anywhere (and with each row alone); bit
+ * equality of the lane path (no terms) with the row path (terms). */
+
+enum { LB = 21, LK = 19, LM = 16 };
+static const size_t LSPLITS[][2] = {{0, 5}, {5, 13}, {13, 14}, {14, 21}};
+static const size_t LKS[] = {1, 3, 8, 9, 18, 19};
+
+/* Logits and Q values of LB rows of k columns; rows 3 and 11 extreme. */
+static void lane_inputs(size_t k, double *z, double *q, double *qm, int64_t *act) {
+    for (size_t i = 0; i < LB * k; i++) z[i] = 3.0 * sin(0.37 * i + 1.0), q[i] = 1.0 + 2.0 * cos(0.71 * i);
+    for (size_t j = 0; j < k; j++) {
+        z[3 * k + j] = j % 2 ? -1e4 : 1e4;
+        z[11 * k + j] = j == k / 2 ? 1e4 : -1e4;
+    }
+    for (size_t i = 0; i < LB * LM; i++) {
+        qm[i] = 0.5 + 1.5 * sin(0.43 * i + 0.25);
+        act[i] = (int64_t)((7 * i + i / 3) % k);
+    }
+}
+
+typedef struct {
+    double loss[LB], h[LB], g[LB * LK], sl[LB], sg[LB * LK], t[LB * LM * LK];
+} lanes_out;
+
+static gs_sac_discrete_job lane_job(const double *z, size_t k, const double *q,
+                                    const int64_t *act, size_t M, gs_baseline bl, lanes_out *o) {
+    return (gs_sac_discrete_job){.dist = {.type = GS_CATEGORICAL, .rows = LB, .dim = k, .logits = z},
+                                 .alpha = ALPHA, .q = q, .actions = act, .samples = M,
+                                 .baseline = bl, .loss = o->loss, .entropy = o->h,
+                                 .grad = {o->g, NULL}, .se_loss = act ? o->sl : NULL,
+                                 .se_grad = {act ? o->sg : NULL, NULL}};
+}
+
+static void same_discrete(const lanes_out *a, const lanes_out *c, size_t k, int sampled) {
+    ck_same_bytes(a->loss, c->loss, LB * sizeof(double));
+    ck_same_bytes(a->h, c->h, LB * sizeof(double));
+    ck_same_bytes(a->g, c->g, LB * k * sizeof(double));
+    if (sampled) {
+        ck_same_bytes(a->sl, c->sl, LB * sizeof(double));
+        ck_same_bytes(a->sg, c->sg, LB * k * sizeof(double));
+    }
+}
+
+START_TEST(lanes_discrete) {
+    static double z[LB * LK], q[LB * LK], qm[LB * LM];
+    static int64_t act[LB * LM];
+    static lanes_out a, c;
+    for (size_t ik = 0; ik < sizeof LKS / sizeof *LKS; ik++) {
+        size_t k = LKS[ik];
+        lane_inputs(k, z, q, qm, act);
+        /* exact: the closed form, then any split of the rows */
+        gs_sac_discrete_job ja = lane_job(z, k, q, NULL, 0, GS_BASELINE_LOO, &a);
+        ck_assert_int_eq(gs_sac_discrete(&ja, 0, LB, NULL), 0);
+        for (size_t b = 0; b < LB; b++) {
+            double want[LK], h, logp[LK], p[LK], L = 0.0;
+            ref_softmax(z + b * k, k, logp, p);
+            h = 0.0;
+            for (size_t i = 0; i < k; i++) L += p[i] * (ALPHA * logp[i] - q[b * k + i]), h -= p[i] * logp[i];
+            for (size_t i = 0; i < k; i++) want[i] = p[i] * (ALPHA * logp[i] - q[b * k + i] - L);
+            ck_close(a.loss[b], L, 1e-13, 1e-13);
+            ck_close(a.h[b], h, 1e-13, 1e-13);
+            for (size_t i = 0; i < k; i++) ck_close_i(a.g[b * k + i], want[i], 1e-12, 1e-13, i);
+        }
+        gs_sac_discrete_job jc = lane_job(z, k, q, NULL, 0, GS_BASELINE_LOO, &c);
+        memset(&c, 0xee, sizeof c);
+        for (int s = 0; s < 4; s++)
+            ck_assert_int_eq(gs_sac_discrete(&jc, LSPLITS[s][0], LSPLITS[s][1], NULL), 0);
+        same_discrete(&a, &c, k, 0);
+        memset(&c, 0xee, sizeof c);
+        for (size_t b = 0; b < LB; b++) ck_assert_int_eq(gs_sac_discrete(&jc, b, b + 1, NULL), 0);
+        same_discrete(&a, &c, k, 0);
+        /* sampled: lanes (no terms) against rows (terms), and splits */
+        static const size_t MS[] = {1, 2, 5, LM};
+        for (size_t im = 0; im < 4; im++)
+            for (int bl = 0; bl < 2; bl++) {
+                size_t M = MS[im];
+                gs_baseline base = bl ? GS_BASELINE_NONE : GS_BASELINE_LOO;
+                ja = lane_job(z, k, qm, act, M, base, &a);
+                jc = lane_job(z, k, qm, act, M, base, &c);
+                jc.terms.p0 = c.t;
+                memset(&c, 0xee, sizeof c);
+                ck_assert_int_eq(gs_sac_discrete(&ja, 0, LB, NULL), 0);
+                ck_assert_int_eq(gs_sac_discrete(&jc, 0, LB, NULL), 0);
+                same_discrete(&a, &c, k, 1);
+                for (size_t i = 0; i < LB * k; i++) ck_assert(isfinite(a.g[i]) && isfinite(a.sg[i]));
+                memset(&c, 0xee, sizeof c);
+                jc.terms.p0 = NULL;
+                for (int s = 0; s < 4; s++)
+                    ck_assert_int_eq(gs_sac_discrete(&jc, LSPLITS[s][0], LSPLITS[s][1], NULL), 0);
+                same_discrete(&a, &c, k, 1);
+            }
+    }
+}
+END_TEST
+
+START_TEST(lanes_policy) {
+    static double z[LB * LK], q[LB * LK], qm[LB * LM];
+    static int64_t act[LB * LM];
+    static double p[LB * LK], lp[LB * LK], h[LB], v[LB], p2[LB * LK], lp2[LB * LK], h2[LB],
+        v2[LB];
+    static int64_t ac[LB * 4], ac2[LB * 4];
+    for (size_t ik = 0; ik < sizeof LKS / sizeof *LKS; ik++) {
+        size_t k = LKS[ik];
+        lane_inputs(k, z, q, qm, act);
+        for (size_t i = 0; i < LB * k; i++) q[i] = z[i] * 0.25; /* Q of +-2500 too */
+        gs_sac_policy_job j = {.rows = LB, .K = k, .q = q, .alpha = 0.25, .samples = 4,
+                               .probs = p, .log_probs = lp, .entropy = h, .value = v, .actions = ac};
+        gs_rng_init(&j.rng, 77);
+        gs_sac_policy_job j2 = j;
+        j2.probs = p2, j2.log_probs = lp2, j2.entropy = h2, j2.value = v2, j2.actions = ac2;
+        ck_assert_int_eq(gs_sac_policy(&j, 0, LB, NULL), 0);
+        for (int s = 0; s < 4; s++)
+            ck_assert_int_eq(gs_sac_policy(&j2, LSPLITS[s][0], LSPLITS[s][1], NULL), 0);
+        ck_same_bytes(p, p2, LB * k * sizeof(double));
+        ck_same_bytes(lp, lp2, LB * k * sizeof(double));
+        ck_same_bytes(h, h2, sizeof h);
+        ck_same_bytes(v, v2, sizeof v);
+        ck_same_bytes(ac, ac2, sizeof ac);
+        for (size_t b = 0; b < LB; b++) {
+            double rl[LK], rp[LK], rh = 0.0, mx = z[b * k];
+            ref_softmax(z + b * k, k, rl, rp);
+            for (size_t i = 0; i < k; i++) rh -= rp[i] * rl[i], mx = fmax(mx, z[b * k + i]);
+            double se = 0.0;
+            for (size_t i = 0; i < k; i++) se += exp(z[b * k + i] - mx);
+            ck_close(v[b], 0.25 * (mx + log(se)), 1e-14, 1e-14);
+            ck_close(h[b], rh, 1e-13, 1e-13);
+            for (size_t i = 0; i < k; i++) {
+                ck_close_i(lp[b * k + i], rl[i], 1e-14, 1e-13, i);
+                ck_close_i(p[b * k + i], rp[i], 1e-13, 1e-300, i);
+            }
+            for (size_t m = 0; m < 4; m++)
+                ck_assert_int_eq(ac[b * 4 + m], (int64_t)gs_rng_categorical(&j.rng, b, (uint32_t)m,
+                                                                           p + b * k, k));
+        }
+    }
+}
+END_TEST
+
+/* The standard errors of the sampled estimator where a trained policy
+ * lives: p_0 = 1 - 1.5e-11 (logit 27.6 against 17 zeros), nearly every
+ * sample drawing action 0. The reference forms the terms w_m (e_k - p) in
+ * long double, with 1 - p_0 as the sum of the other p (exactly what it is;
+ * 1 - p_0 from a double p_0 is off by ~1e-5 relative), and reduces them
+ * two-pass. A naive expanded square (sum g^2 - M mean^2) fails this by many
+ * orders; so does taking 1 - p_0 from p_0. */
+START_TEST(sampled_se_near_one) {
+    enum { KK = 18, MM = 16, RR = 3 };
+    double z[RR * KK], qv[RR * MM];
+    int64_t acts[RR * MM];
+    for (size_t r = 0; r < RR; r++) {
+        for (size_t j = 0; j < KK; j++) z[r * KK + j] = j == 0 ? (r == 2 ? 1e4 : 27.6) : 0.0;
+        for (size_t m = 0; m < MM; m++) {
+            qv[r * MM + m] = 2.0 * sin(1.3 * m + r) + 0.1 * m;
+            /* row 0: every sample drew 0; rows 1 and 2: samples 3 and 9 drew 5 and 11 */
+            acts[r * MM + m] = r == 0 ? 0 : m == 3 ? 5 : m == 9 ? 11 : 0;
+        }
+    }
+    double g[RR * KK], sg[RR * KK], loss[RR], sl[RR], h[RR];
+    for (int bl = 0; bl < 2; bl++) {
+        gs_sac_discrete_job j = {.dist = {.type = GS_CATEGORICAL, .rows = RR, .dim = KK, .logits = z},
+                                 .alpha = ALPHA, .q = qv, .actions = acts, .samples = MM,
+                                 .baseline = bl ? GS_BASELINE_NONE : GS_BASELINE_LOO,
+                                 .loss = loss, .entropy = h, .grad = {g, NULL}, .se_loss = sl,
+                                 .se_grad = {sg, NULL}};
+        ck_assert_int_eq(gs_sac_discrete(&j, 0, RR, NULL), 0);
+        for (size_t r = 0; r < RR; r++) {
+            long double mx = z[r * KK], s = 0.0L, lp[KK], p[KK], w[MM], t[MM], tm = 0.0L;
+            for (size_t i = 0; i < KK; i++) s += expl((long double)z[r * KK + i] - mx);
+            for (size_t i = 0; i < KK; i++) {
+                lp[i] = (long double)z[r * KK + i] - mx - logl(s);
+                p[i] = expl(lp[i]);
+            }
+            for (size_t m = 0; m < MM; m++) {
+                t[m] = (long double)ALPHA * lp[acts[r * MM + m]] - qv[r * MM + m];
+                tm += t[m] / MM;
+            }
+            for (size_t m = 0; m < MM; m++) w[m] = bl ? t[m] : (t[m] - tm) * MM / (MM - 1);
+            for (size_t j2 = 0; j2 < KK; j2++) {
+                long double q = 0.0L, mean = 0.0L, ss = 0.0L, gm[MM], mag = 0.0L;
+                for (size_t i = 0; i < KK; i++)
+                    if (i != j2) q += p[i];
+                for (size_t m = 0; m < MM; m++) {
+                    gm[m] = acts[r * MM + m] == (int64_t)j2 ? w[m] * q : -w[m] * p[j2];
+                    mean += gm[m] / MM;
+                    mag += fabsl(gm[m]) / MM;
+                }
+                for (size_t m = 0; m < MM; m++) ss += (gm[m] - mean) * (gm[m] - mean);
+                double se = (double)sqrtl(ss / (MM - 1) / MM);
+                /* The mean of loo-centred terms can be 0 exactly: its error is
+                 * measured against the terms' own size. */
+                ck_assert_msg(tc_close(g[r * KK + j2], (double)mean, 1e-10, 1e-14 * (double)mag),
+                              "row %zu col %zu baseline %d: grad %.17g, want %.17g", r, j2, bl,
+                              g[r * KK + j2], (double)mean);
+                ck_assert_msg(tc_close(sg[r * KK + j2], se, 1e-10, 1e-300),
+                              "row %zu col %zu baseline %d: se %.17g, want %.17g", r, j2, bl,
+                              sg[r * KK + j2], se);
+            }
+        }
+    }
+}
+END_TEST
+
 static Suite *sac_suite(void) {
     Suite *s = suite_create("sac");
     TCase *tc = tcase_create("discrete");
@@ -834,6 +1042,11 @@ static Suite *sac_suite(void) {
     tc = tcase_create("misc");
     tcase_add_test(tc, alpha_loss);
     tcase_add_test(tc, split_rows_bit_identical);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lanes");
+    tcase_add_test(tc, lanes_discrete);
+    tcase_add_test(tc, lanes_policy);
+    tcase_add_test(tc, sampled_se_near_one);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,414 @@
+/* gs_lanes_avx512.c - the categorical kernels eight rows at a time, one row per AVX-512 lane (built with -mavx512f). */
+#include <immintrin.h>
+#include <math.h>
+#include <sleef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gs_vmath_impl.h"
+
+#if defined(__AVX512F__)
+/* Why lanes: a softmax row of K = 18 is three short vectors, and its max,
+ * its sum, its entropy and every per-row statistic are serial chains whose
+ * latency, not arithmetic, set the time per row. With row l of a group of
+ * eight in lane l, every chain runs for eight rows at once and every
+ * operation is a full vector. A row's arithmetic is the same whichever lane
+ * it lands in and whatever the other lanes hold (no operation mixes lanes),
+ * so results do not depend on how a batch is split into row ranges.
+ *
+ * Layout: a transposed block xt[8 k + l] holds element k of row l. Rows are
+ * moved in and out by 8 x 8 transposes in registers (gathers and scatters,
+ * and element-by-element copies, measured slower). Lanes past the last
+ * row hold zeros (every function here is finite on them) and are never
+ * stored. Nothing is allocated: the callers pass scratch of
+ * gs_lanes_scratch(K, M) doubles, once per kernel call. */
+
+static inline __mmask8 lane_mask(size_t n) { return n >= 8 ? 0xff : (__mmask8)((1u << n) - 1u); }
+
+static inline __m512d ld(const double *p) { return _mm512_loadu_pd(p); }
+static inline void st(double *p, __m512d v) { _mm512_storeu_pd(p, v); }
+
+/* An 8 x 8 transpose in registers: r[i][j] becomes r[j][i] (unpacks
+ * pair the rows, two rounds of 128-bit lane shuffles finish it). */
+static inline void tr8(__m512d r[8]) {
+    __m512d t0 = _mm512_unpacklo_pd(r[0], r[1]), t1 = _mm512_unpackhi_pd(r[0], r[1]);
+    __m512d t2 = _mm512_unpacklo_pd(r[2], r[3]), t3 = _mm512_unpackhi_pd(r[2], r[3]);
+    __m512d t4 = _mm512_unpacklo_pd(r[4], r[5]), t5 = _mm512_unpackhi_pd(r[4], r[5]);
+    __m512d t6 = _mm512_unpacklo_pd(r[6], r[7]), t7 = _mm512_unpackhi_pd(r[6], r[7]);
+    __m512d u0 = _mm512_shuffle_f64x2(t0, t2, 0x88), u1 = _mm512_shuffle_f64x2(t0, t2, 0xdd);
+    __m512d u2 = _mm512_shuffle_f64x2(t1, t3, 0x88), u3 = _mm512_shuffle_f64x2(t1, t3, 0xdd);
+    __m512d u4 = _mm512_shuffle_f64x2(t4, t6, 0x88), u5 = _mm512_shuffle_f64x2(t4, t6, 0xdd);
+    __m512d u6 = _mm512_shuffle_f64x2(t5, t7, 0x88), u7 = _mm512_shuffle_f64x2(t5, t7, 0xdd);
+    r[0] = _mm512_shuffle_f64x2(u0, u4, 0x88);
+    r[1] = _mm512_shuffle_f64x2(u2, u6, 0x88);
+    r[2] = _mm512_shuffle_f64x2(u1, u5, 0x88);
+    r[3] = _mm512_shuffle_f64x2(u3, u7, 0x88);
+    r[4] = _mm512_shuffle_f64x2(u0, u4, 0xdd);
+    r[5] = _mm512_shuffle_f64x2(u2, u6, 0xdd);
+    r[6] = _mm512_shuffle_f64x2(u1, u5, 0xdd);
+    r[7] = _mm512_shuffle_f64x2(u3, u7, 0xdd);
+}
+
+/* xt[8 k + l] = src[l * lds + k] for l < n, 0 for l >= n (k < K): eight
+ * columns at a time, masked loads for the last ones (nothing is read past
+ * a row or past row n - 1). */
+static inline void load_t(size_t K, const double *src, size_t lds, size_t n, double *xt) {
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        __mmask8 cm = lane_mask(K - k0);
+        __m512d r[8];
+#pragma GCC unroll 8
+        for (size_t l = 0; l < 8; l++)
+            r[l] = l < n ? _mm512_maskz_loadu_pd(cm, src + l * lds + k0) : _mm512_setzero_pd();
+        tr8(r);
+        /* Blocks are padded to a multiple of eight columns (kpad). */
+#pragma GCC unroll 8
+        for (size_t c = 0; c < 8; c++) st(xt + 8 * (k0 + c), r[c]);
+    }
+}
+
+/* dst[l * ldd + k] = xt[8 k + l] for l < n (nothing else is written). */
+static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, size_t n) {
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        __mmask8 cm = lane_mask(K - k0);
+        __m512d r[8];
+#pragma GCC unroll 8
+        for (size_t c = 0; c < 8; c++) r[c] = ld(xt + 8 * (k0 + c));
+        tr8(r);
+        if (n == 8) {
+#pragma GCC unroll 8
+            for (size_t l = 0; l < 8; l++) _mm512_mask_storeu_pd(dst + l * ldd + k0, cm, r[l]);
+        } else {
+            for (size_t l = 0; l < n; l++) _mm512_mask_storeu_pd(dst + l * ldd + k0, cm, r[l]);
+        }
+    }
+}
+
+/* Blocks of K columns are allocated with kpad(K) columns, a multiple of 8. */
+static inline size_t kpad(size_t K) { return (K + 7) & ~(size_t)7; }
+
+/* Lanes of v that are not finite (v - v is NaN exactly for inf and NaN). */
+static inline __mmask8 nonfinite(__m512d v) {
+    return _mm512_cmp_pd_mask(_mm512_sub_pd(v, v), _mm512_setzero_pd(), _CMP_NEQ_UQ);
+}
+
+/* The softmax of gs_vm_cat_avx512, lane by lane: mx = max z, x = z - mx,
+ * e = exp x, s = e_0 + e_1 + ... (left to right), lse = log s, r = 1 / s,
+ * logp = x - lse, p = e r, h = 0 - (p_0 logp_0 + p_1 logp_1 + ...). zt may
+ * be lt. Returns h; *mxo and *lseo get mx and lse. */
+static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *pt, __m512d *mxo,
+                               __m512d *lseo) {
+    __m512d mx = ld(zt);
+    for (size_t k = 1; k < K; k++) mx = _mm512_max_pd(ld(zt + 8 * k), mx);
+    __m512d s = _mm512_setzero_pd();
+    for (size_t k = 0; k < K; k++) {
+        __m512d x = _mm512_sub_pd(ld(zt + 8 * k), mx), e = Sleef_expd8_u10avx512f(x);
+        st(lt + 8 * k, x);
+        st(pt + 8 * k, e);
+        s = _mm512_add_pd(s, e);
+    }
+    /* The max term contributes exp(0) = 1: s >= 1 and its log is finite. */
+    __m512d lse = Sleef_logd8_u10avx512f(s), r = _mm512_div_pd(_mm512_set1_pd(1.0), s);
+    __m512d h = _mm512_setzero_pd();
+    for (size_t k = 0; k < K; k++) {
+        __m512d l = _mm512_sub_pd(ld(lt + 8 * k), lse), q = _mm512_mul_pd(ld(pt + 8 * k), r);
+        st(lt + 8 * k, l);
+        st(pt + 8 * k, q);
+        /* p = 0 (underflow) adds 0: its logp is finite. */
+        h = _mm512_add_pd(h, _mm512_mul_pd(q, l));
+    }
+    *mxo = mx;
+    *lseo = lse;
+    return _mm512_sub_pd(_mm512_setzero_pd(), h);
+}
+
+/* One row of the same arithmetic, for gs_cat_row on AVX-512: the softmax of
+ * a single row is bit for bit the one its lane of softmax8 computes, so a
+ * draw from gs_sample's p and one from a lane kernel's p agree. The
+ * exponentials run eight at a time (SLEEF's lanes are independent); the
+ * sums run left to right as a lane's do. */
+double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p) {
+    double mx = z[0];
+    for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+    __m512d mv = _mm512_set1_pd(mx);
+    for (size_t i = 0; i < K; i += 8) {
+        __mmask8 m = lane_mask(K - i);
+        __m512d x = _mm512_maskz_sub_pd(m, _mm512_maskz_loadu_pd(m, z + i), mv);
+        _mm512_mask_storeu_pd(logp + i, m, x);
+        _mm512_mask_storeu_pd(p + i, m, Sleef_expd8_u10avx512f(x));
+    }
+    double s = 0.0;
+    for (size_t k = 0; k < K; k++) s += p[k];
+    double lse = _mm512_cvtsd_f64(Sleef_logd8_u10avx512f(_mm512_set1_pd(s))), r = 1.0 / s;
+    double h = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        logp[k] -= lse;
+        p[k] *= r;
+        h += p[k] * logp[k];
+    }
+    return 0.0 - h;
+}
+
+size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpad(M)); }
+
+/* ---- exact entropy ------------------------------------------------------------ */
+
+/* h[b] = H of row b of z (n rows of K), grad[b K + j] = -p_j (log p_j + H). */
+int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
+                                double *scratch) {
+    double *zt = scratch, *pt = zt + 8 * kpad(K);
+    __mmask8 bad = 0;
+    for (size_t b = 0; b < n; b += 8) {
+        size_t nl = n - b < 8 ? n - b : 8;
+        __m512d mx, lse;
+        load_t(K, z + b * K, K, nl, zt);
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse);
+        __mmask8 lm = lane_mask(nl), nf = nonfinite(H);
+        _mm512_mask_storeu_pd(h + b, lm, H);
+        for (size_t k = 0; k < K; k++) {
+            __m512d np = _mm512_sub_pd(_mm512_setzero_pd(), ld(pt + 8 * k));
+            __m512d g = _mm512_mul_pd(np, _mm512_add_pd(ld(zt + 8 * k), H));
+            nf |= nonfinite(g);
+            st(zt + 8 * k, g);
+        }
+        bad |= nf & lm;
+        store_t(K, zt, grad + b * K, K, nl);
+    }
+    return bad != 0;
+}
+
+/* ---- SAC discrete actor, exact ------------------------------------------------ */
+
+/* L = sum_k p_k (alpha log p_k - Q_k), grad_j = p_j (alpha log p_j - Q_j - L),
+ * H; n rows of z and q (K each). */
+int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double alpha, size_t n,
+                              double *loss, double *ent, double *grad, double *scratch) {
+    double *zt = scratch, *pt = zt + 8 * kpad(K), *qt = pt + 8 * kpad(K);
+    __m512d a = _mm512_set1_pd(alpha);
+    __mmask8 bad = 0;
+    for (size_t b = 0; b < n; b += 8) {
+        size_t nl = n - b < 8 ? n - b : 8;
+        __mmask8 lm = lane_mask(nl);
+        __m512d mx, lse;
+        load_t(K, z + b * K, K, nl, zt);
+        load_t(K, q + b * K, K, nl, qt);
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse);
+        __mmask8 nf = nonfinite(H);
+        _mm512_mask_storeu_pd(ent + b, lm, H);
+        __m512d L = _mm512_setzero_pd();
+        for (size_t k = 0; k < K; k++) {
+            /* t_k = alpha log p_k - Q_k; p_k = 0 times a finite t_k adds 0. */
+            __m512d t = _mm512_sub_pd(_mm512_mul_pd(a, ld(zt + 8 * k)), ld(qt + 8 * k));
+            st(qt + 8 * k, t);
+            L = _mm512_add_pd(L, _mm512_mul_pd(ld(pt + 8 * k), t));
+        }
+        _mm512_mask_storeu_pd(loss + b, lm, L);
+        nf |= nonfinite(L);
+        for (size_t k = 0; k < K; k++) {
+            __m512d g = _mm512_mul_pd(ld(pt + 8 * k), _mm512_sub_pd(ld(qt + 8 * k), L));
+            nf |= nonfinite(g);
+            st(qt + 8 * k, g);
+        }
+        bad |= nf & lm;
+        store_t(K, qt, grad + b * K, K, nl);
+    }
+    return bad != 0;
+}
+
+/* ---- Boltzmann policy ----------------------------------------------------------- */
+
+/* z = Q / alpha; log_probs, probs, H and V = alpha (max z + lse) (the value
+ * alpha (z_k - log p_k) at the argmax k, where log p_k = 0 - lse exactly). */
+void gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
+                            double *log_probs, double *ent, double *value, double *scratch) {
+    double *zt = scratch, *pt = zt + 8 * kpad(K);
+    __m512d a = _mm512_set1_pd(alpha);
+    for (size_t b = 0; b < n; b += 8) {
+        size_t nl = n - b < 8 ? n - b : 8;
+        __mmask8 lm = lane_mask(nl);
+        __m512d mx, lse;
+        load_t(K, q + b * K, K, nl, zt);
+        for (size_t k = 0; k < K; k++) st(zt + 8 * k, _mm512_div_pd(ld(zt + 8 * k), a));
+        _mm512_mask_storeu_pd(ent + b, lm, softmax8(K, zt, zt, pt, &mx, &lse));
+        _mm512_mask_storeu_pd(value + b, lm, _mm512_mul_pd(a, _mm512_add_pd(mx, lse)));
+        store_t(K, zt, log_probs + b * K, K, nl);
+        store_t(K, pt, probs + b * K, K, nl);
+    }
+}
+
+/* ---- categorical score terms -------------------------------------------------- */
+
+/* Mean and standard errors of the score terms g_mj = w_m (e_{k_m} - p)_j
+ * of eight rows at once: the arithmetic of gs_cat_score_reduce (gs_row.c),
+ * whose comment derives it, lane by lane; kt and wt are M x 8, the column
+ * blocks K x 8. */
+static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *kt,
+                          const double *wt, double *gt, double *set, double *work) {
+    size_t Kp = kpad(K);
+    double *ks = work, *nn = ks + 8 * Kp, *qd = nn + 8 * Kp, *sks = qd + 8 * Kp,
+           *ssd = sks + 8 * Kp, *sqd = ssd + 8 * Kp, *sp = sqd + 8 * Kp;
+    double *dt = sp + 8 * Kp;
+    __m512d fM = _mm512_set1_pd((double)M), zero = _mm512_setzero_pd();
+    __m512d W = zero;
+    for (size_t m = 0; m < M; m++) W = _mm512_add_pd(W, ld(wt + 8 * m));
+    __m512d wbar = _mm512_div_pd(W, fM);
+    for (size_t m = 0; m < M; m++) st(dt + 8 * m, _mm512_sub_pd(ld(wt + 8 * m), wbar));
+    for (size_t j = 0; j < K; j++) st(ks + 8 * j, zero), st(nn + 8 * j, zero), st(qd + 8 * j, zero);
+    /* Each sample adds to the column it drew: lanes write distinct slots,
+     * so plain scalar read-modify-writes (faster here than gather/scatter). */
+    for (size_t m = 0; m < M; m++)
+        for (size_t l = 0; l < 8; l++) {
+            size_t i = 8 * (size_t)kt[8 * m + l] + l;
+            double d = dt[8 * m + l];
+            ks[i] += wt[8 * m + l];
+            nn[i] += 1.0;
+            qd[i] += d * d;
+        }
+    /* Suffix sums (columns after j) of ks, sd = ks - n wbar, qd and p. */
+    __m512d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+    for (size_t j = K; j-- > 0;) {
+        st(sks + 8 * j, a0);
+        st(ssd + 8 * j, a1);
+        st(sqd + 8 * j, a2);
+        st(sp + 8 * j, a3);
+        __m512d k = ld(ks + 8 * j);
+        a0 = _mm512_add_pd(a0, k);
+        a1 = _mm512_add_pd(a1, _mm512_sub_pd(k, _mm512_mul_pd(ld(nn + 8 * j), wbar)));
+        a2 = _mm512_add_pd(a2, ld(qd + 8 * j));
+        a3 = _mm512_add_pd(a3, ld(pt + 8 * j));
+    }
+    /* Multiplications by 1 / M and 1 / ((M - 1) M), and one division for
+     * both 1 / n_S and 1 / n_T (as n_T / (n_S n_T) and n_S / (n_S n_T)):
+     * divisions and square roots are what this loop waits on. */
+    __m512d iM = _mm512_set1_pd(1.0 / (double)M);
+    __m512d iF = _mm512_set1_pd(1.0 / (M > 1 ? (double)(M - 1) * (double)M : 1.0));
+    __m512d one = _mm512_set1_pd(1.0);
+    a0 = a1 = a2 = a3 = zero;
+    for (size_t j = 0; j < K; j++) {
+        __m512d p = ld(pt + 8 * j), k = ld(ks + 8 * j), n = ld(nn + 8 * j);
+        __m512d sd = _mm512_sub_pd(k, _mm512_mul_pd(n, wbar)), q2 = ld(qd + 8 * j);
+        __m512d Tw = _mm512_add_pd(a0, ld(sks + 8 * j)), q = _mm512_add_pd(a3, ld(sp + 8 * j));
+        st(gt + 8 * j, _mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(q, k), _mm512_mul_pd(p, Tw)), iM));
+        if (set) {
+            __m512d sT = _mm512_add_pd(a1, ld(ssd + 8 * j)), qT = _mm512_add_pd(a2, ld(sqd + 8 * j));
+            __m512d nT = _mm512_sub_pd(fM, n), c = _mm512_mul_pd(k, iM), e0 = _mm512_mul_pd(Tw, iM);
+            __mmask8 hs = _mm512_cmp_pd_mask(n, zero, _CMP_GT_OQ);
+            __mmask8 ht = _mm512_cmp_pd_mask(nT, zero, _CMP_GT_OQ);
+            __m512d n1 = _mm512_mask_mov_pd(one, hs, n), t1 = _mm512_mask_mov_pd(one, ht, nT);
+            __m512d inv = _mm512_div_pd(one, _mm512_mul_pd(n1, t1));
+            __m512d muS = _mm512_maskz_mul_pd(hs, sd, _mm512_mul_pd(t1, inv));
+            __m512d muT = _mm512_maskz_mul_pd(ht, sT, _mm512_mul_pd(n1, inv));
+            __m512d xS = _mm512_add_pd(_mm512_mul_pd(q, muS), e0);
+            __m512d xT = _mm512_add_pd(_mm512_mul_pd(p, muT), c);
+            __m512d vS = _mm512_max_pd(_mm512_sub_pd(q2, _mm512_mul_pd(sd, muS)), zero);
+            __m512d vT = _mm512_max_pd(_mm512_sub_pd(qT, _mm512_mul_pd(sT, muT)), zero);
+            __m512d ss = _mm512_add_pd(
+                _mm512_add_pd(_mm512_mul_pd(n, _mm512_mul_pd(xS, xS)),
+                              _mm512_mul_pd(_mm512_mul_pd(q, q), vS)),
+                _mm512_add_pd(_mm512_mul_pd(nT, _mm512_mul_pd(xT, xT)),
+                              _mm512_mul_pd(_mm512_mul_pd(p, p), vT)));
+            st(set + 8 * j, M > 1 ? _mm512_sqrt_pd(_mm512_mul_pd(ss, iF)) : zero);
+            a1 = _mm512_add_pd(a1, sd);
+            a2 = _mm512_add_pd(a2, q2);
+        }
+        a0 = _mm512_add_pd(a0, k);
+        a3 = _mm512_add_pd(a3, p);
+    }
+}
+
+/* Sampled categorical estimators eight rows at a time: the softmax, the
+ * per-sample values v_m (SAC: alpha log p_{k_m} - q_m with the caller's
+ * actions; entropy: -log p_{k_m} with actions drawn here, bit for bit
+ * gs_rng_cat_draw's), their mean and se (gs_mean_se's arithmetic), the
+ * baseline (gs_baseline_apply's), then the score terms' mean and se. */
+int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double *scratch) {
+    size_t K = s->K, M = s->M, Kp = kpad(K), Mp = kpad(M);
+    double *zt = scratch, *pt = zt + 8 * Kp, *gt = pt + 8 * Kp, *set = gt + 8 * Kp;
+    double *vt = set + 8 * Kp, *wt = vt + 8 * Mp, *ut = wt + 8 * Mp;
+    int64_t *kt = (int64_t *)(ut + 8 * Mp);
+    double *work = (double *)(kt + 8 * Mp);
+    __mmask8 bad = 0;
+    __m512d fM = _mm512_set1_pd((double)M), zero = _mm512_setzero_pd();
+    int loo = s->loo && M >= 2;
+    const __m512i iota = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512d a = _mm512_set1_pd(s->alpha);
+    const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ULL);
+    __m512d fl = _mm512_set1_pd(M >= 2 ? (double)M / (double)(M - 1) : 1.0);
+    for (size_t b = r0; b < r1; b += 8) {
+        size_t nl = r1 - b < 8 ? r1 - b : 8;
+        __mmask8 lm = lane_mask(nl);
+        __m512d mx, lse;
+        load_t(K, s->logits + b * K, K, nl, zt);
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse);
+        __mmask8 nf = nonfinite(H);
+        if (s->entropy) _mm512_mask_storeu_pd(s->entropy + b, lm, H);
+        if (s->actions) {
+            /* The transposes move bits: int64 actions go through as they are. */
+            load_t(M, (const double *)s->actions + b * M, M, nl, (double *)kt);
+        } else {
+            /* gs_rng_cat_cdf and gs_rng_cat_draw lane by lane: cdf sums
+             * left to right, last = the last action with !(p <= 0), the
+             * draw counts cdf_i <= u total (or is last when u total is not
+             * below the total). */
+            gs_rng_uniforms_lanes_avx512(s->key, b, 0, M, ut);
+            __m512i last = _mm512_setzero_si512();
+            __m512d c = zero;
+            for (size_t k = 0; k < K; k++) {
+                __m512d p = ld(pt + 8 * k);
+                c = _mm512_add_pd(c, p);
+                st(gt + 8 * k, c);
+                __mmask8 pos = _mm512_cmp_pd_mask(p, zero, _CMP_NLE_UQ);
+                last = _mm512_mask_mov_epi64(last, pos, _mm512_set1_epi64((long long)k));
+            }
+            for (size_t m = 0; m < M; m++) {
+                __m512d u = _mm512_mul_pd(ld(ut + 8 * m), c);
+                __m512i cnt = _mm512_setzero_si512();
+                for (size_t k = 0; k < K; k++) {
+                    __mmask8 le = _mm512_cmp_pd_mask(ld(gt + 8 * k), u, _CMP_LE_OQ);
+                    cnt = _mm512_mask_add_epi64(cnt, le, cnt, _mm512_set1_epi64(1));
+                }
+                __mmask8 in = _mm512_cmp_pd_mask(u, c, _CMP_LT_OQ);
+                _mm512_storeu_si512(kt + 8 * m, _mm512_mask_mov_epi64(last, in, cnt));
+            }
+        }
+        /* v_m: log p_{k_m} gathered from each lane's own column (padding
+         * lanes read action 0 of their zeros). */
+        if (s->q) load_t(M, s->q + b * M, M, nl, vt);
+        for (size_t m = 0; m < M; m++) {
+            __m512i ix = _mm512_add_epi64(_mm512_slli_epi64(_mm512_loadu_si512(kt + 8 * m), 3), iota);
+            __m512d lp = _mm512_i64gather_pd(ix, zt, 8);
+            st(vt + 8 * m, s->q ? _mm512_sub_pd(_mm512_mul_pd(a, lp), ld(vt + 8 * m))
+                                : _mm512_castsi512_pd(_mm512_xor_si512(
+                                      _mm512_castpd_si512(lp), sign)));
+        }
+        __m512d sum = zero;
+        for (size_t m = 0; m < M; m++) sum = _mm512_add_pd(sum, ld(vt + 8 * m));
+        __m512d mean = _mm512_div_pd(sum, fM);
+        _mm512_mask_storeu_pd(s->stat + b, lm, mean);
+        nf |= nonfinite(mean);
+        if (s->se_stat) {
+            __m512d ss = zero;
+            for (size_t m = 0; m < M; m++) {
+                __m512d dv = _mm512_sub_pd(ld(vt + 8 * m), mean);
+                ss = _mm512_add_pd(ss, _mm512_mul_pd(dv, dv));
+            }
+            __m512d se = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss, _mm512_set1_pd((double)(M - 1))), fM))
+                               : zero;
+            _mm512_mask_storeu_pd(s->se_stat + b, lm, se);
+            nf |= nonfinite(se);
+        }
+        for (size_t m = 0; m < M; m++)
+            st(wt + 8 * m, loo ? _mm512_mul_pd(fl, _mm512_sub_pd(ld(vt + 8 * m), mean)) : ld(vt + 8 * m));
+        score_reduce8(K, M, pt, kt, wt, gt, s->se_grad ? set : NULL, work);
+        for (size_t k = 0; k < K; k++) {
+            nf |= nonfinite(ld(gt + 8 * k));
+            if (s->se_grad) nf |= nonfinite(ld(set + 8 * k));
+        }
+        bad |= nf & lm;
+        store_t(K, gt, s->grad + b * K, K, nl);
+        if (s->se_grad) store_t(K, set, s->se_grad + b * K, K, nl);
+    }
+    return bad != 0;
+}
+#else
+#error "gs_lanes_avx512.c must be compiled with -mavx512f"
+#endif
