@@ -7,19 +7,23 @@
 #if defined(__AVX512F__)
 /* Each 64-bit lane holds one 32-bit Philox word in its low half, so that
  * vpmuludq gives the full 32 x 32 -> 64 product of Random123's mulhilo32;
- * the rounds and key schedule are philox4x32_R(10, ...)'s, word for word. */
+ * the rounds and key schedule are philox4x32_R(10, ...)'s, word for word.
+ * Only the low halves are Philox's words: vpmuludq reads nothing else, so
+ * the high halves may carry garbage (a product's high word, xored along)
+ * until u53x8 masks them; the three-way xors are one vpternlogq each. */
+static inline __m512i xor3(__m512i a, __m512i b, __m512i c) {
+    return _mm512_ternarylogic_epi64(a, b, c, 0x96);
+}
+
 static inline void philox8(__m512i c[4], uint32_t k0, uint32_t k1) {
     const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
-    const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
     for (int r = 0; r < 10; r++) {
         if (r > 0) k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
         __m512i p0 = _mm512_mul_epu32(c[0], m0), p1 = _mm512_mul_epu32(c[2], m1);
-        __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c[1]),
-                                      _mm512_set1_epi64(k0));
-        __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c[3]),
-                                      _mm512_set1_epi64(k1));
-        c[1] = _mm512_and_si512(p1, lo32);
-        c[3] = _mm512_and_si512(p0, lo32);
+        __m512i n0 = xor3(_mm512_srli_epi64(p1, 32), c[1], _mm512_set1_epi64(k0));
+        __m512i n2 = xor3(_mm512_srli_epi64(p0, 32), c[3], _mm512_set1_epi64(k1));
+        c[1] = p1;
+        c[3] = p0;
         c[0] = n0;
         c[2] = n2;
     }
@@ -30,11 +34,31 @@ static inline void philox8(__m512i c[4], uint32_t k0, uint32_t k1) {
  * 32-bit conversions (AVX-512F has no 64-bit one), then (bits + 0.5) 2^-53
  * rounds as the scalar expression does. */
 static inline __m512d u53x8(__m512i hi, __m512i lo) {
+    lo = _mm512_and_si512(lo, _mm512_set1_epi64(0xffffffff)); /* philox8's garbage */
     __m512i bits = _mm512_srli_epi64(_mm512_or_si512(_mm512_slli_epi64(hi, 32), lo), 11);
     __m512d h = _mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(_mm512_srli_epi64(bits, 32)));
     __m512d l = _mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(bits));
     __m512d d = _mm512_add_pd(_mm512_mul_pd(h, _mm512_set1_pd(0x1p32)), l);
     return _mm512_mul_pd(_mm512_add_pd(d, _mm512_set1_pd(0.5)), _mm512_set1_pd(0x1p-53));
+}
+
+/* Two independent sets of eight blocks, round by round: a round's
+ * multiply-xor chain is latency-bound, and two chains fill the pipes that
+ * one leaves idle. Word for word philox8's arithmetic on each. */
+static inline void philox8x2(__m512i c[4], __m512i d[4], uint32_t k0, uint32_t k1) {
+    const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
+        __m512i kv0 = _mm512_set1_epi64(k0), kv1 = _mm512_set1_epi64(k1);
+        __m512i p0 = _mm512_mul_epu32(c[0], m0), p1 = _mm512_mul_epu32(c[2], m1);
+        __m512i q0 = _mm512_mul_epu32(d[0], m0), q1 = _mm512_mul_epu32(d[2], m1);
+        __m512i n0 = xor3(_mm512_srli_epi64(p1, 32), c[1], kv0);
+        __m512i n2 = xor3(_mm512_srli_epi64(p0, 32), c[3], kv1);
+        __m512i o0 = xor3(_mm512_srli_epi64(q1, 32), d[1], kv0);
+        __m512i o2 = xor3(_mm512_srli_epi64(q0, 32), d[3], kv1);
+        c[1] = p1, c[3] = p0, c[0] = n0, c[2] = n2;
+        d[1] = q1, d[3] = q0, d[0] = o0, d[2] = o2;
+    }
 }
 
 void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
@@ -52,7 +76,29 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
     __m512i jv = _mm512_loadu_si512(cj), mv = _mm512_loadu_si512(cm);
     const __m512i nbv = _mm512_set1_epi64((long long)nb), eight = _mm512_set1_epi64(8),
                   one = _mm512_set1_epi64(1);
-    for (size_t i = 0; i < np; i += 8) {
+    size_t i = 0;
+    for (; i + 16 <= np; i += 16) {
+        __m512i c[4] = {jv, _mm512_and_si512(mv, _mm512_set1_epi64(0xffffffff)), r0, r1};
+        jv = _mm512_add_epi64(jv, eight);
+        for (__mmask8 over; (over = _mm512_cmpge_epu64_mask(jv, nbv));) {
+            jv = _mm512_mask_sub_epi64(jv, over, jv, nbv);
+            mv = _mm512_mask_add_epi64(mv, over, mv, one);
+        }
+        __m512i d[4] = {jv, _mm512_and_si512(mv, _mm512_set1_epi64(0xffffffff)), r0, r1};
+        jv = _mm512_add_epi64(jv, eight);
+        for (__mmask8 over; (over = _mm512_cmpge_epu64_mask(jv, nbv));) {
+            jv = _mm512_mask_sub_epi64(jv, over, jv, nbv);
+            mv = _mm512_mask_add_epi64(mv, over, mv, one);
+        }
+        philox8x2(c, d, key[0], key[1]);
+        _mm512_storeu_pd(u1 + i, u53x8(c[0], c[1]));
+        _mm512_storeu_pd(u1 + i + 8, u53x8(d[0], d[1]));
+        if (u2) {
+            _mm512_storeu_pd(u2 + i, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
+            _mm512_storeu_pd(u2 + i + 8, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(d[2], d[3])));
+        }
+    }
+    for (; i < np; i += 8) {
         __m512i c[4] = {jv, _mm512_and_si512(mv, _mm512_set1_epi64(0xffffffff)), r0, r1};
         jv = _mm512_add_epi64(jv, eight);
         for (__mmask8 over; (over = _mm512_cmpge_epu64_mask(jv, nbv));) {
@@ -76,7 +122,15 @@ void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t
         lo[l] = (uint32_t)r, hi[l] = (uint32_t)(r >> 32);
     }
     const __m512i r0 = _mm512_loadu_si512(lo), r1 = _mm512_loadu_si512(hi);
-    for (size_t i = 0; i < count; i++) {
+    size_t i = 0;
+    for (; i + 2 <= count; i += 2) {
+        __m512i c[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i)), r0, r1};
+        __m512i d[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i + 1)), r0, r1};
+        philox8x2(c, d, key[0], key[1]);
+        _mm512_storeu_pd(u + 8 * i, u53x8(c[0], c[1]));
+        _mm512_storeu_pd(u + 8 * i + 8, u53x8(d[0], d[1]));
+    }
+    for (; i < count; i++) {
         __m512i c[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i)), r0, r1};
         philox8(c, key[0], key[1]);
         _mm512_storeu_pd(u + 8 * i, u53x8(c[0], c[1]));
