@@ -270,7 +270,8 @@ void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
         a2 += qd[j];
         a3 += p[j];
     }
-    /* 1 / M, 1 / ((M - 1) M), and one division for 1 / n_S and 1 / n_T. */
+    /* Multiplications by 1 / M, 1 / ((M - 1) M), 1 / n_S and 1 / n_T (the
+     * lane kernels look the last two up, the same correctly rounded values). */
     double iM = 1.0 / fM, iF = 1.0 / (M > 1 ? (double)(M - 1) * fM : 1.0);
     a0 = a1 = a2 = a3 = 0.0;
     for (size_t j = 0; j < K; j++) {
@@ -281,8 +282,7 @@ void gs_cat_score_reduce(const double *restrict w, const int64_t *restrict k,
         if (se) {
             double sT = a1 + ssd[j], qT = a2 + sqd[j];
             double nT = fM - n, c = kj * iM, e0 = Tw * iM;
-            double n1 = n > 0.0 ? n : 1.0, t1 = nT > 0.0 ? nT : 1.0, inv = 1.0 / (n1 * t1);
-            double muS = n > 0.0 ? sd * (t1 * inv) : 0.0, muT = nT > 0.0 ? sT * (n1 * inv) : 0.0;
+            double muS = n > 0.0 ? sd * (1.0 / n) : 0.0, muT = nT > 0.0 ? sT * (1.0 / nT) : 0.0;
             double xS = q * muS + e0, xT = pj * muT + c;
             double vS = q2 - sd * muS, vT = qT - sT * muT;
             vS = vS > 0.0 ? vS : 0.0;
