@@ -20,29 +20,52 @@ extern "C" int api_dtoa(double v, char *out) {
     }
     auto d = jkj::dragonbox::to_decimal(v);
     if (d.is_negative) *o++ = '-';
-    char digits[24];
-    int n = 0;
-    for (std::uint64_t s = d.significand; s; s /= 10) digits[n++] = (char)('0' + s % 10);
-    // digits[] is reversed; the value is 0.d1d2...dn x 10^point.
+    // The significand's digits, two at a time from the right; the value is
+    // 0.d1d2...dn x 10^point.
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    char buf[24];
+    char *end = buf + sizeof buf, *dg = end;
+    std::uint64_t s = d.significand;
+    while (s >= 100) {
+        dg -= 2;
+        std::memcpy(dg, pairs + 2 * (s % 100), 2);
+        s /= 100;
+    }
+    if (s >= 10) {
+        dg -= 2;
+        std::memcpy(dg, pairs + 2 * s, 2);
+    } else {
+        *--dg = (char)('0' + s);
+    }
+    int n = (int)(end - dg);
     int point = n + d.exponent;
     if (point > -5 && point <= 17) {
         if (point <= 0) {
             *o++ = '0';
             *o++ = '.';
             for (int k = 0; k < -point; k++) *o++ = '0';
-            for (int k = n - 1; k >= 0; k--) *o++ = digits[k];
+            std::memcpy(o, dg, (size_t)n);
+            o += n;
+        } else if (n > point) {
+            std::memcpy(o, dg, (size_t)point);
+            o += point;
+            *o++ = '.';
+            std::memcpy(o, dg + point, (size_t)(n - point));
+            o += n - point;
         } else {
-            for (int k = 0; k < point; k++) *o++ = k < n ? digits[n - 1 - k] : '0';
-            if (n > point) {
-                *o++ = '.';
-                for (int k = point; k < n; k++) *o++ = digits[n - 1 - k];
-            }
+            std::memcpy(o, dg, (size_t)n);
+            o += n;
+            for (int k = n; k < point; k++) *o++ = '0';
         }
     } else {
-        *o++ = digits[n - 1];
+        *o++ = dg[0];
         if (n > 1) {
             *o++ = '.';
-            for (int k = n - 2; k >= 0; k--) *o++ = digits[k];
+            std::memcpy(o, dg + 1, (size_t)(n - 1));
+            o += n - 1;
         }
         int e = point - 1;
         *o++ = 'e';

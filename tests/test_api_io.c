@@ -1,6 +1,7 @@
 /* test_api_io.c - the api layer's JSON and tensor reading, number writing, error bodies, limits, /v1/batch and /v1/info. */
 #include "test_api_util.h"
 #include "api_b64.h"
+#include "api_dtoa.h"
 #include "api_b64_impl.h"
 #include "api_lift.h"
 
@@ -217,6 +218,68 @@ START_TEST(info_body) {
 END_TEST
 
 /* Numbers are written as the shortest text that reads back the same. */
+/* api_dtoa: every text reads back as its double, no shorter %.Ng does, and
+ * the layout is plain digits for decimal points from -5 to 17 places,
+ * d.ddde±x beyond; over powers of ten, integers, subnormals and random
+ * bit patterns. */
+static void expect_dtoa(double v) {
+    char out[40];
+    int n = api_dtoa(v, out);
+    ck_assert_int_eq(n, (int)strlen(out));
+    ck_assert_msg(strtod(out, NULL) == v && signbit(strtod(out, NULL)) == signbit(v),
+                  "%.17g printed as %s", v, out);
+    int digits = 0, seen = 0;
+    for (const char *q = out; *q && *q != 'e'; q++) {
+        if (*q >= '1' && *q <= '9') seen = 1;
+        if (*q >= '0' && *q <= '9' && seen) digits++;
+    }
+    /* trailing zeros of an integer written out are not significant */
+    if (!strchr(out, '.') && !strchr(out, 'e'))
+        for (const char *q = out + n - 1; q > out && *q == '0' && digits > 1; q--) digits--;
+    if (v != 0) {
+        char g[40];
+        int p = 1;
+        for (; p < 17; p++) {
+            snprintf(g, sizeof g, "%.*g", p, v);
+            if (strtod(g, NULL) == v) break;
+        }
+        ck_assert_msg(digits == p, "%.17g printed as %s: %d digits, %d suffice", v, out, digits, p);
+    }
+    ck_assert_msg(!strchr(out, 'E') && out[0] != '.' && !strstr(out, "-."), "%s", out);
+}
+
+START_TEST(dtoa_shortest_and_laid_out) {
+    const struct {
+        double v;
+        const char *s;
+    } known[] = {{0.0, "0"},         {-0.0, "-0"},        {0.25, "0.25"},
+                 {1.0, "1"},         {-3e-7, "-3e-7"},    {1e-5, "0.00001"},
+                 {1.5e-5, "0.000015"}, {123456.75, "123456.75"}, {1e16, "10000000000000000"},
+                 {1e17, "1e17"},     {1e21, "1e21"},      {5e-324, "5e-324"},
+                 {0.1, "0.1"},       {100, "100"},        {12345678901234567.0, "12345678901234568"}};
+    for (size_t k = 0; k < sizeof known / sizeof *known; k++) {
+        char out[40];
+        api_dtoa(known[k].v, out);
+        ck_assert_msg(!strcmp(out, known[k].s), "%.17g: %s, want %s", known[k].v, out, known[k].s);
+        expect_dtoa(known[k].v);
+    }
+    for (int e = -320; e <= 308; e++) {
+        expect_dtoa(pow(10, e));
+        if (e < 308) expect_dtoa(-3.3 * pow(10, e));
+    }
+    for (double x = 1; x < 1e17; x = x * 7 + 3) expect_dtoa(x);
+    uint64_t st = 7;
+    for (int k = 0; k < 20000; k++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t b = st ^ (st >> 29);
+        double v;
+        memcpy(&v, &b, 8);
+        if (isfinite(v)) expect_dtoa(v);
+        expect_dtoa((double)(b >> 11) * 0x1p-53); /* in [0, 1) */
+    }
+}
+END_TEST
+
 START_TEST(numbers_are_shortest_round_trip) {
     resp r = call("score", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [0, 0]}, "
                            "\"x\": [0, 1], \"f\": [0.1, 0.1], \"baseline\": \"none\"}");
@@ -1118,6 +1181,7 @@ int main(void) {
     tcase_add_test(tc, error_body_and_ops);
     tcase_add_test(tc, info_body);
     tcase_add_test(tc, numbers_are_shortest_round_trip);
+    tcase_add_test(tc, dtoa_shortest_and_laid_out);
     suite_add_tcase(s, tc);
     tc = tcase_create("tensors_limits");
     tcase_set_timeout(tc, 60);
