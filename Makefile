@@ -152,10 +152,13 @@ run: $(SERVER)
 # a Flask + PyTorch service and a bare libmicrohttpd server (the ceiling).
 bench: bench-core bench-service
 
-bench-service: $(SERVER) $(BUILD)/bench/bare_mhd
+bench-service: $(SERVER) $(BUILD)/bench/bare_mhd $(BUILD)/bench/parse_floor
 	sh bench/bench-service.sh $(SERVER) $(BUILD)/bench/bare_mhd
 
 $(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(BUILD)/bench/parse_floor: $(BUILD)/bench/parse_floor.o $(BUILD)/api/api_arena.o
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 bench-core: $(BUILD)/bench/bench_core

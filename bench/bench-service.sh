@@ -319,10 +319,27 @@ SUMMARY=$(awk -v ceil="$CEIL" '
         printf "base64 speedup vs python at B=4096: %.2f   (target >= 10: %s;%s)\n", b64, (b64 >= 10 ? "met" : "MISSED"), db64
         printf "(server CPU per request, python / gradserve: min %.2f at B<=32 json, min %.2f with base64 at B=4096)\n", c32, cb
     }' "$TMP/ratios.txt")
+# The floor under the JSON points: jansson's json_loadb alone, per body (bench/parse_floor.c, one
+# thread, the server's flags and arena). Even if nothing else cost anything, CORES cores could
+# parse at most CORES / floor bodies per second.
+FLOOR_BIN=$(dirname "$BARE")/parse_floor
+FLOOR=""
+if [ -x "$FLOOR_BIN" ]; then
+    : >"$TMP/floor.txt"
+    while read -r ep B fmt g p gc pc; do
+        [ "$fmt" = json ] && [ "$B" -le 32 ] || continue
+        us=$("$FLOOR_BIN" "$(body_of "$ep" "$B" "$fmt")" | cut -f3)
+        echo "$ep $B $us $p" >>"$TMP/floor.txt"
+    done <"$TMP/ratios.txt"
+    FLOOR=$(awk -v cores="$CORES" '
+        { m = cores * 1e6 / $3; printf "%s  %s/%d: json_loadb %.1f us -> at most %.0f req/s on %d cores = %.1fx python\n",
+              (NR == 1 ? "parse floor:" : "            "), $1, $2, $3, m, cores, ($4 > 0 ? m / $4 : 0) }' "$TMP/floor.txt")
+fi
 END=$(date +%s)
 LOAD1="load avg:  $(cut -d' ' -f1-3 /proc/loadavg) at the end (this run keeps about 2 busy: server + wrk)"
 echo
 echo "$SUMMARY"
+[ -z "$FLOOR" ] || echo "$FLOOR"
 echo "wall time: $((END - START)) s"
 echo "$LOAD1"
 case $SUMMARY in *MISSED*)
@@ -341,6 +358,7 @@ mkdir -p "$(dirname "$OUT")"
     cat "$TMP/rows.txt"
     echo
     echo "$SUMMARY"
+    [ -z "$FLOOR" ] || echo "$FLOOR"
     echo "wall time: $((END - START)) s"
     echo "$LOAD1"
 } >"$OUT"
