@@ -174,13 +174,17 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
         return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
     gs_input blame = d->type == GS_CATEGORICAL ? GS_IN_LOGITS : GS_IN_LOC;
     int rc = 0;
-    /* Categorical on AVX-512: eight rows at a time (gs_lanes_avx512.c),
-     * then the same checks row by row; per-sample terms go row by row. */
-    if (w.lanes && (exact || !job->terms.p0)) {
+    /* Categorical on AVX-512: whole groups of eight rows at a time
+     * (gs_lanes_avx512.c), then the same checks row by row; the last r mod
+     * 8 rows, and every row when per-sample terms are wanted, go through the
+     * row loop, which computes the same bits (tests/test_entropy.c). */
+    size_t rs = r0;
+    size_t n8 = w.lanes && (exact || !job->terms.p0) ? (r1 - r0) & ~(size_t)7 : 0;
+    if (n8) {
         size_t D = d->dim;
         int bad;
         if (exact) {
-            bad = gs_lanes_entropy_cat_avx512(D, d->logits + r0 * D, r1 - r0, job->entropy + r0,
+            bad = gs_lanes_entropy_cat_avx512(D, d->logits + r0 * D, n8, job->entropy + r0,
                                               job->grad.p0 + r0 * D, w.lanes);
         } else {
             gs_lanes_score s = {.K = D, .M = job->samples, .logits = d->logits,
@@ -188,16 +192,15 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
                                 .loo = job->baseline != GS_BASELINE_NONE,
                                 .stat = job->entropy, .se_stat = job->se_entropy,
                                 .grad = job->grad.p0, .se_grad = job->se_grad.p0};
-            bad = gs_lanes_score_avx512(&s, r0, r1, w.lanes);
+            bad = gs_lanes_score_avx512(&s, r0, r0 + n8, w.lanes);
         }
-        for (size_t b = r0; bad && b < r1 && !rc; b++)
+        for (size_t b = r0; bad && b < r0 + n8 && !rc; b++)
             rc = check_row(err, d, &w, b, blame, job->entropy,
                            exact ? NULL : job->se_entropy, &job->grad,
                            exact || !job->se_entropy ? NULL : &job->se_grad);
-        gs_ws_free(&w);
-        return rc;
+        rs = r0 + n8;
     }
-    for (size_t b = r0; b < r1 && !rc; b++) {
+    for (size_t b = rs; b < r1 && !rc; b++) {
         if (exact) entropy_exact_row(job, &w, b);
         else entropy_mc_row(job, &w, b);
         /* An infinite log-density makes the entropy infinite: name the

@@ -176,7 +176,9 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
         __mmask8 lm = lane_mask(nl), nf = nonfinite(H);
         _mm512_mask_storeu_pd(h + b, lm, H);
         for (size_t k = 0; k < K; k++) {
-            __m512d np = _mm512_sub_pd(_mm512_setzero_pd(), ld(pt + 8 * k));
+            /* -p as the row loop negates it (0 - p would turn -0 into +0) */
+            __m512d np = _mm512_castsi512_pd(_mm512_xor_si512(
+                _mm512_castpd_si512(ld(pt + 8 * k)), _mm512_set1_epi64((long long)0x8000000000000000ULL)));
             __m512d g = _mm512_mul_pd(np, _mm512_add_pd(ld(zt + 8 * k), H));
             nf |= nonfinite(g);
             st(zt + 8 * k, g);

@@ -34,14 +34,17 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
     gs_ws w;
     if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
     int rc = 0;
-    /* On AVX-512, eight rows at a time (gs_lanes_avx512.c), then the same
-     * checks row by row; the per-sample terms, when wanted, go row by row. */
-    if (w.lanes && !job->terms.p0) {
+    /* On AVX-512, whole groups of eight rows at a time (gs_lanes_avx512.c),
+     * then the same checks row by row; the last r mod 8 rows, and every row
+     * when per-sample terms are wanted, go through the row loop, which
+     * computes the same bits (tests/test_sac.c). */
+    size_t rs = r0, n8 = w.lanes && !job->terms.p0 ? (r1 - r0) & ~(size_t)7 : 0;
+    if (n8) {
         int bad;
         if (!job->actions) {
-            bad = gs_lanes_sac_exact_avx512(K, d->logits + r0 * K, job->q + r0 * K, a, r1 - r0,
-                                      job->loss + r0, job->entropy + r0,
-                                      job->grad.p0 + r0 * K, w.lanes);
+            bad = gs_lanes_sac_exact_avx512(K, d->logits + r0 * K, job->q + r0 * K, a, n8,
+                                            job->loss + r0, job->entropy + r0,
+                                            job->grad.p0 + r0 * K, w.lanes);
         } else {
             gs_lanes_score s = {.K = K, .M = M, .logits = d->logits, .actions = job->actions,
                                 .q = job->q, .alpha = a,
@@ -49,13 +52,12 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
                                 .entropy = job->entropy, .stat = job->loss,
                                 .se_stat = job->se_loss, .grad = job->grad.p0,
                                 .se_grad = job->se_grad.p0};
-            bad = gs_lanes_score_avx512(&s, r0, r1, w.lanes);
+            bad = gs_lanes_score_avx512(&s, r0, r0 + n8, w.lanes);
         }
-        for (size_t b = r0; bad && b < r1 && !rc; b++) rc = sac_discrete_check(job, b, err);
-        gs_ws_free(&w);
-        return rc;
+        for (size_t b = r0; bad && b < r0 + n8 && !rc; b++) rc = sac_discrete_check(job, b, err);
+        rs = r0 + n8;
     }
-    for (size_t b = r0; b < r1 && !rc; b++) {
+    for (size_t b = rs; b < r1 && !rc; b++) {
         double *g = job->grad.p0 + b * K;
         job->entropy[b] = gs_cat_row(d->logits + b * K, K, w.logp, w.p);
         /* Logits spread past the largest double (1e308 and -1e308) give a
@@ -109,17 +111,20 @@ int gs_sac_policy(const gs_sac_policy_job *job, size_t r0, size_t r1,
     size_t K = job->K, M = job->samples;
     double a = job->alpha;
     int rc = 0;
-    if (gs_vm_have_avx512()) {
-        /* Eight rows at a time; a row whose entropy or value is not finite
-         * (any Q / alpha infinite makes the entropy NaN) is then redone by
-         * the row loop below, which names the offending column. */
+    size_t n8 = gs_vm_have_avx512() ? (r1 - r0) & ~(size_t)7 : 0;
+    if (n8) {
+        /* Whole groups of eight rows at a time; a row whose entropy or value
+         * is not finite (any Q / alpha infinite makes the entropy NaN) is
+         * then redone by the row loop, which names the offending column.
+         * The last r mod 8 rows go through the row loop, which computes the
+         * same bits (tests/test_sac.c). */
         double *scratch = malloc(gs_lanes_scratch(K, 0) * sizeof(double));
         if (!scratch) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
-        gs_lanes_policy_avx512(K, job->q + r0 * K, a, r1 - r0, job->probs + r0 * K,
+        gs_lanes_policy_avx512(K, job->q + r0 * K, a, n8, job->probs + r0 * K,
                                job->log_probs + r0 * K, job->entropy + r0, job->value + r0,
                                scratch);
         free(scratch);
-        for (size_t b = r0; b < r1 && !rc; b++) {
+        for (size_t b = r0; b < r0 + n8 && !rc; b++) {
             if (!isfinite(job->entropy[b]) || !isfinite(job->value[b])) {
                 gs_sac_policy_job one = *job;
                 one.samples = 0;
@@ -131,9 +136,9 @@ int gs_sac_policy(const gs_sac_policy_job *job, size_t r0, size_t r1,
                 job->actions[b * M + m] = (int64_t)gs_rng_categorical(
                     &job->rng, b, (uint32_t)m, job->probs + b * K, K);
         }
-        return rc;
+        if (rc) return rc;
     }
-    return policy_rows(job, r0, r1, err);
+    return policy_rows(job, r0 + n8, r1, err);
 }
 
 /* The policy row by row (without AVX-512, and for a row that failed). */

@@ -779,6 +779,25 @@ START_TEST(lanes_categorical) {
         memset(&c, 0xee, sizeof c);
         for (size_t b = 0; b < LB; b++) ck_assert_int_eq(gs_entropy(&jc, b, b + 1, NULL), 0);
         same_louts(&a, &c, k, 0);
+        /* A row failing inside a lane group: reported as alone. */
+        if (k > 1) {
+            double z0 = z[10 * k], z1 = z[10 * k + 1];
+            z[10 * k] = 1e308, z[10 * k + 1] = -1e308;
+            for (int est = 0; est < 2; est++) {
+                gs_error e1, e2;
+                gs_entropy_job je = lane_job(z, k, est ? GS_EST_SCORE : GS_EST_EXACT,
+                                             GS_BASELINE_LOO, est ? LM : 0, &c);
+                int rc1 = gs_entropy(&je, 0, LB, &e1), rc2 = gs_entropy(&je, 10, 11, &e2);
+                /* exact: 0 log 0 of the underflowed p is NaN; the score
+                 * estimator never draws p = 0 and stays finite */
+                ck_assert_int_eq(rc2, rc1);
+                if (est) continue;
+                ck_assert_int_eq(rc1, GS_ENONFINITE);
+                ck_assert_int_eq(e1.row, 10);
+                ck_error(rc2, e2, rc1, e1.input, e1.row, e1.sample, e1.col);
+            }
+            z[10 * k] = z0, z[10 * k + 1] = z1;
+        }
         static const size_t MS[] = {1, 2, 5, LM};
         for (size_t im = 0; im < 4; im++)
             for (int bl = 0; bl < 2; bl++) {

@@ -954,6 +954,55 @@ START_TEST(lanes_policy) {
 }
 END_TEST
 
+/* A failing row inside a lane group is reported as the row loop reports it
+ * (status, input, row, column), and rows before it are computed. */
+START_TEST(lanes_errors) {
+    static double z[LB * LK], q[LB * LK], qm[LB * LM];
+    static int64_t act[LB * LM];
+    static lanes_out a;
+    size_t k = 18;
+    lane_inputs(k, z, q, qm, act);
+    gs_error e1, e2;
+    /* exact: q of +-1e308 in row 13 overflows the gradient */
+    size_t top = 0, other;
+    for (size_t i = 1; i < k; i++) top = z[13 * k + i] > z[13 * k + top] ? i : top;
+    other = (top + 1) % k;
+    z[13 * k + top] += 5.0; /* p_top ~ 0.99: L ~ -1e308, and Q_other - L overflows */
+    q[13 * k + top] = 1e308, q[13 * k + other] = -1e308;
+    gs_sac_discrete_job j = lane_job(z, k, q, NULL, 0, GS_BASELINE_LOO, &a);
+    int rc1 = gs_sac_discrete(&j, 0, LB, &e1), rc2 = gs_sac_discrete(&j, 13, 14, &e2);
+    ck_assert_int_eq(rc1, GS_ENONFINITE);
+    ck_error(rc2, e2, rc1, e1.input, e1.row, e1.sample, e1.col);
+    ck_assert_int_eq(e1.row, 13);
+    /* logits spread past the largest double in row 9: the logits' fault */
+    z[9 * k + 2] = 1e308, z[9 * k + 3] = -1e308;
+    rc1 = gs_sac_discrete(&j, 0, LB, &e1);
+    rc2 = gs_sac_discrete(&j, 9, 10, &e2);
+    ck_error(rc1, e1, GS_ENONFINITE, GS_IN_LOGITS, 9, -1, -1);
+    ck_error(rc2, e2, GS_ENONFINITE, GS_IN_LOGITS, 9, -1, -1);
+    lane_inputs(k, z, q, qm, act);
+    /* sampled: q of +-1e308 for two samples of row 10 */
+    qm[10 * LM + 2] = 1e308, qm[10 * LM + 7] = -1e308;
+    j = lane_job(z, k, qm, act, LM, GS_BASELINE_LOO, &a);
+    rc1 = gs_sac_discrete(&j, 0, LB, &e1);
+    rc2 = gs_sac_discrete(&j, 10, 11, &e2);
+    ck_assert_int_eq(rc1, GS_ENONFINITE);
+    ck_assert_int_eq(e1.row, 10);
+    ck_error(rc2, e2, rc1, e1.input, e1.row, e1.sample, e1.col);
+    /* policy: Q / alpha overflows in row 12, column 6 */
+    static double p[LB * LK], lp[LB * LK], h[LB], v[LB];
+    for (size_t i = 0; i < LB * k; i++) q[i] = z[i];
+    q[12 * k + 6] = 1e308;
+    gs_sac_policy_job pj = {.rows = LB, .K = k, .q = q, .alpha = 0.25, .probs = p,
+                            .log_probs = lp, .entropy = h, .value = v};
+    gs_rng_init(&pj.rng, 5);
+    rc1 = gs_sac_policy(&pj, 0, LB, &e1);
+    ck_error(rc1, e1, GS_ENONFINITE, GS_IN_Q, 12, -1, 6);
+    rc2 = gs_sac_policy(&pj, 12, 13, &e2);
+    ck_error(rc2, e2, GS_ENONFINITE, GS_IN_Q, 12, -1, 6);
+}
+END_TEST
+
 /* The standard errors of the sampled estimator where a trained policy
  * lives: p_0 = 1 - 1.5e-11 (logit 27.6 against 17 zeros), nearly every
  * sample drawing action 0. The reference forms the terms w_m (e_k - p) in
@@ -1047,6 +1096,7 @@ static Suite *sac_suite(void) {
     tcase_add_test(tc, lanes_discrete);
     tcase_add_test(tc, lanes_policy);
     tcase_add_test(tc, sampled_se_near_one);
+    tcase_add_test(tc, lanes_errors);
     suite_add_tcase(s, tc);
     return s;
 }
