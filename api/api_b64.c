@@ -1,11 +1,8 @@
-/* api_b64.c - standard base64 for tensors: a portable decoder and encoder, the AVX2 decoder's dispatch, the SSE2 scan. */
+/* api_b64.c - standard base64 for tensors: a portable decoder and encoder, and the dispatch to the AVX2 ones. */
 #include "api_b64.h"
 
 #include <stdint.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 #include "api_b64_impl.h"
 
@@ -66,36 +63,6 @@ long api_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap) {
      * (and reported) in the same order either way. */
     if (len >= 64 && __builtin_cpu_supports("avx2")) api_b64_decode_avx2(s, len, out, cap, &k, &o);
     return api_b64_decode_portable(s, len, out, cap, k, o);
-}
-
-/* 1 for the bytes of standard base64, padding included. */
-static int b64_char(unsigned char c) {
-    return (unsigned char)((c | 0x20) - 'a') < 26 || (unsigned char)(c - '0') < 10 || c == '+' ||
-           c == '/' || c == '=';
-}
-
-size_t api_b64_prefix(const char *p, size_t n) {
-    size_t k = 0;
-    if (n >= 32 && __builtin_cpu_supports("avx2")) api_b64_prefix_avx2(p, n, &k);
-#ifdef __SSE2__
-    /* 16 bytes at a time: letters (after setting the case bit), digits and
-     * + / =, each a range test done with a saturating subtraction. */
-    const __m128i case_bit = _mm_set1_epi8(0x20), a = _mm_set1_epi8('a'), zero = _mm_setzero_si128();
-    const __m128i d0 = _mm_set1_epi8('0'), n25 = _mm_set1_epi8(25), n9 = _mm_set1_epi8(9);
-    const __m128i plus = _mm_set1_epi8('+'), slash = _mm_set1_epi8('/'), eq = _mm_set1_epi8('=');
-    for (; k + 16 <= n; k += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(p + k));
-        __m128i letter = _mm_cmpeq_epi8(
-            _mm_subs_epu8(_mm_sub_epi8(_mm_or_si128(v, case_bit), a), n25), zero);
-        __m128i digit = _mm_cmpeq_epi8(_mm_subs_epu8(_mm_sub_epi8(v, d0), n9), zero);
-        __m128i other = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, plus), _mm_cmpeq_epi8(v, slash)),
-                                     _mm_cmpeq_epi8(v, eq));
-        int ok = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other));
-        if (ok != 0xffff) return k + (size_t)__builtin_ctz(~(unsigned)ok);
-    }
-#endif
-    while (k < n && b64_char((unsigned char)p[k])) k++;
-    return k;
 }
 
 static void encode_from(char *o, const unsigned char *d, size_t n, size_t k) {

@@ -1,4 +1,4 @@
-/* api_b64.h - standard base64 (RFC 4648 §4) for tensors: decoding, encoding, scanning (internal). */
+/* api_b64.h - standard base64 (RFC 4648 §4) for tensors: decoding and encoding (internal). */
 #ifndef API_B64_H
 #define API_B64_H
 
@@ -10,10 +10,6 @@
  * not fit (whichever comes first, reading s from the start). With AVX2
  * (checked at run time) 32 characters go at a time. */
 long api_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap);
-
-/* The length of the longest prefix of p[0..n) made of base64 characters,
- * '=' included. */
-size_t api_b64_prefix(const char *p, size_t n);
 
 /* Writes the (n + 2) / 3 * 4 characters of d[0..n), padded, to o. */
 void api_b64_encode(char *o, const unsigned char *d, size_t n);

@@ -81,28 +81,3 @@ void api_b64_encode_avx2(char *o, const unsigned char *d, size_t n, size_t *k, s
     *k = i;
     *w = j;
 }
-
-/* api_b64_prefix 32 bytes at a time: letters (after setting the case bit),
- * digits and + / =, the ranges tested with saturating subtractions.
- * Returns how far all bytes are base64 from *k on, stopping at the block
- * with the first other byte; advances *k. */
-void api_b64_prefix_avx2(const char *p, size_t n, size_t *k) {
-    const __m256i case_bit = _mm256_set1_epi8(0x20), a = _mm256_set1_epi8('a');
-    const __m256i zero = _mm256_setzero_si256(), d0 = _mm256_set1_epi8('0');
-    const __m256i n25 = _mm256_set1_epi8(25), n9 = _mm256_set1_epi8(9);
-    const __m256i plus = _mm256_set1_epi8('+'), slash = _mm256_set1_epi8('/'),
-                  eq = _mm256_set1_epi8('=');
-    size_t i = *k;
-    for (; i + 32 <= n; i += 32) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(p + i));
-        __m256i letter = _mm256_cmpeq_epi8(
-            _mm256_subs_epu8(_mm256_sub_epi8(_mm256_or_si256(v, case_bit), a), n25), zero);
-        __m256i digit = _mm256_cmpeq_epi8(_mm256_subs_epu8(_mm256_sub_epi8(v, d0), n9), zero);
-        __m256i other = _mm256_or_si256(
-            _mm256_or_si256(_mm256_cmpeq_epi8(v, plus), _mm256_cmpeq_epi8(v, slash)),
-            _mm256_cmpeq_epi8(v, eq));
-        __m256i ok = _mm256_or_si256(_mm256_or_si256(letter, digit), other);
-        if ((unsigned)_mm256_movemask_epi8(ok) != 0xffffffffu) break;
-    }
-    *k = i;
-}

@@ -20,10 +20,6 @@ void api_b64_decode_avx2(const char *s, size_t len, unsigned char *out, size_t c
  * *w while 28 bytes remain to be read; advances *k and *w. Needs AVX2. */
 void api_b64_encode_avx2(char *o, const unsigned char *d, size_t n, size_t *k, size_t *w);
 
-/* Advances *k over the whole blocks of 32 base64 bytes ('=' included)
- * from *k on, stopping at the first block with another byte. Needs AVX2. */
-void api_b64_prefix_avx2(const char *p, size_t n, size_t *k);
-
 /* api_b64_encode without the vector path. */
 void api_b64_encode_portable(char *o, const unsigned char *d, size_t n);
 
