@@ -150,6 +150,9 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
         /* g_m = -dl(f(eps_m))/dtheta along the path (MATH.md §3-§4):
          * normal mu -> 0, rho -> 1; tanh mu -> -2t, rho -> 1 - 2 t sigma eps. */
         int tanh_ = d->type == GS_TANH_NORMAL;
+        if (D <= 8 && gs_vm_have_avx512())
+            gs_vm_entropy_reparam_terms_avx512(M, D, tanh_, w->sigma, w->eps, w->t, w->g0, w->g1);
+        else
         for (size_t m = 0; m < M; m++)
             for (size_t i = 0; i < D; i++) {
                 size_t j = m * D + i;
@@ -252,6 +255,10 @@ int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
         /* term = gx . dx/dtheta + glp . dl(f(eps))/dtheta, per coordinate:
          * dx/dmu = s (1 - t^2) (1 for normal), dx/drho = dx/dmu sigma eps;
          * dl/dmu = 2t (0), dl/drho = -1 + 2 t sigma eps (-1). */
+        if (D <= 8 && gs_vm_have_avx512())
+            gs_vm_reparam_terms_avx512(M, D, tanh_, w.sigma, w.s, w.eps, w.omt2, w.t, gx, glp,
+                                       w.g0, w.g1);
+        else
         for (size_t m = 0; m < M; m++) {
             double c = glp ? glp[m] : 0.0;
             for (size_t i = 0; i < D; i++) {

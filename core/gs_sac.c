@@ -209,6 +209,10 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
         const double *dq = job->dq_da + b * M * D;
         /* mu: alpha 2t - dq s (1 - t^2);
          * rho: alpha (-1 + 2 t sigma eps) - dq s (1 - t^2) sigma eps. */
+        if (D <= 8 && gs_vm_have_avx512())
+            gs_vm_sac_cont_terms_avx512(M, D, a, w.sigma, w.s, w.eps, w.omt2, w.t, dq, w.g0,
+                                        w.g1);
+        else
         for (size_t m = 0; m < M; m++)
             for (size_t i = 0; i < D; i++) {
                 size_t j = m * D + i;

@@ -96,6 +96,69 @@ void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
     }
 }
 
+/* ---- per-sample terms of the continuous kernels, D <= 8 ----------------
+ * One sample per vector, its D coordinates in the low lanes: the loops of
+ * gs_reparam, gs_sac_continuous and the reparam entropy estimator, element
+ * by element the same expressions in the same order, so the same bits as
+ * their scalar loops (which run without AVX-512 and for D > 8). */
+
+void gs_vm_reparam_terms_avx512(size_t M, size_t D, int tanh_, const double *sigma,
+                                const double *s, const double *eps, const double *omt2,
+                                const double *t, const double *gx, const double *glp,
+                                double *g0, double *g1) {
+    __mmask8 k = D >= 8 ? 0xff : tail_mask(D);
+    __m512d sig = _mm512_maskz_loadu_pd(k, sigma), sv = _mm512_maskz_loadu_pd(k, s);
+    const __m512d two = _mm512_set1_pd(2.0), mone = _mm512_set1_pd(-1.0), one = _mm512_set1_pd(1.0);
+    for (size_t m = 0; m < M; m++) {
+        size_t o = m * D;
+        __m512d se = _mm512_mul_pd(sig, _mm512_maskz_loadu_pd(k, eps + o));
+        __m512d dxdmu = tanh_ ? _mm512_mul_pd(sv, _mm512_maskz_loadu_pd(k, omt2 + o)) : one;
+        __m512d tt = tanh_ ? _mm512_maskz_loadu_pd(k, t + o) : _mm512_setzero_pd();
+        __m512d c = _mm512_set1_pd(glp ? glp[m] : 0.0), gv = _mm512_maskz_loadu_pd(k, gx + o);
+        __m512d gd = _mm512_mul_pd(gv, dxdmu);
+        _mm512_mask_storeu_pd(g0 + o, k, _mm512_add_pd(gd, _mm512_mul_pd(_mm512_mul_pd(c, two), tt)));
+        __m512d r = _mm512_add_pd(mone, _mm512_mul_pd(_mm512_mul_pd(two, tt), se));
+        _mm512_mask_storeu_pd(g1 + o, k, _mm512_add_pd(_mm512_mul_pd(gd, se), _mm512_mul_pd(c, r)));
+    }
+}
+
+void gs_vm_sac_cont_terms_avx512(size_t M, size_t D, double alpha, const double *sigma,
+                                 const double *s, const double *eps, const double *omt2,
+                                 const double *t, const double *dq, double *g0, double *g1) {
+    __mmask8 k = D >= 8 ? 0xff : tail_mask(D);
+    __m512d sig = _mm512_maskz_loadu_pd(k, sigma), sv = _mm512_maskz_loadu_pd(k, s);
+    const __m512d two = _mm512_set1_pd(2.0), mone = _mm512_set1_pd(-1.0), a = _mm512_set1_pd(alpha);
+    const __m512d a2 = _mm512_mul_pd(a, two);
+    for (size_t m = 0; m < M; m++) {
+        size_t o = m * D;
+        __m512d se = _mm512_mul_pd(sig, _mm512_maskz_loadu_pd(k, eps + o));
+        __m512d tt = _mm512_maskz_loadu_pd(k, t + o);
+        __m512d dadmu = _mm512_mul_pd(sv, _mm512_maskz_loadu_pd(k, omt2 + o));
+        __m512d dqd = _mm512_mul_pd(_mm512_maskz_loadu_pd(k, dq + o), dadmu);
+        _mm512_mask_storeu_pd(g0 + o, k, _mm512_sub_pd(_mm512_mul_pd(a2, tt), dqd));
+        __m512d r = _mm512_add_pd(mone, _mm512_mul_pd(_mm512_mul_pd(two, tt), se));
+        _mm512_mask_storeu_pd(g1 + o, k, _mm512_sub_pd(_mm512_mul_pd(a, r), _mm512_mul_pd(dqd, se)));
+    }
+}
+
+void gs_vm_entropy_reparam_terms_avx512(size_t M, size_t D, int tanh_, const double *sigma,
+                                        const double *eps, const double *t, double *g0,
+                                        double *g1) {
+    __mmask8 k = D >= 8 ? 0xff : tail_mask(D);
+    __m512d sig = _mm512_maskz_loadu_pd(k, sigma);
+    const __m512d two = _mm512_set1_pd(2.0), mtwo = _mm512_set1_pd(-2.0), one = _mm512_set1_pd(1.0);
+    for (size_t m = 0; m < M; m++) {
+        size_t o = m * D;
+        __m512d tt = tanh_ ? _mm512_maskz_loadu_pd(k, t + o) : _mm512_setzero_pd();
+        _mm512_mask_storeu_pd(g0 + o, k, _mm512_mul_pd(mtwo, tt));
+        __m512d r = one;
+        if (tanh_)
+            r = _mm512_sub_pd(one, _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(two, tt), sig),
+                                                 _mm512_maskz_loadu_pd(k, eps + o)));
+        _mm512_mask_storeu_pd(g1 + o, k, r);
+    }
+}
+
 #else
 #error "gs_vmath_avx512.c must be compiled with -mavx512f"
 #endif

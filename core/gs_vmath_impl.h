@@ -30,6 +30,19 @@ void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
 void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
                               double *mean, double *se);
 
+/* The per-sample terms of gs_reparam, gs_sac_continuous and the reparam
+ * entropy for D <= 8, bit for bit their scalar loops (gs_vmath_avx512.c). */
+void gs_vm_reparam_terms_avx512(size_t M, size_t D, int tanh_, const double *sigma,
+                                const double *s, const double *eps, const double *omt2,
+                                const double *t, const double *gx, const double *glp,
+                                double *g0, double *g1);
+void gs_vm_sac_cont_terms_avx512(size_t M, size_t D, double alpha, const double *sigma,
+                                 const double *s, const double *eps, const double *omt2,
+                                 const double *t, const double *dq, double *g0, double *g1);
+void gs_vm_entropy_reparam_terms_avx512(size_t M, size_t D, int tanh_, const double *sigma,
+                                        const double *eps, const double *t, double *g0,
+                                        double *g1);
+
 /* 1 when the AVX-512 kernels may run (the CPU has them and the build allows
  * them): for dispatch outside gs_vmath.c. */
 int gs_vm_have_avx512(void);
