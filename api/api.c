@@ -87,18 +87,20 @@ static void finish(api_ctx *c, api_result *out) {
 /* Parses a body into a JSON value; on failure records invalid_json with
  * line and column. Numbers that overflow a double or a 64-bit integer are
  * valid JSON but not representable: invalid_argument. */
-static json_t *load(api_ctx *c, const char *body, size_t len) {
+static json_t *load(api_ctx *c, const char *body, size_t len, api_lift *lift) {
     json_error_t e;
-    /* Long base64 strings lifted out first (api_lift.h); should jansson
-     * refuse the copy, it refuses the body too, and parsing the body
-     * itself gives the line and column to report. */
-    api_lift *l = (api_lift *)c->lift;
-    if (l && l->body) {
-        json_t *root = json_loadb(l->body, l->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
-        free(l->body);
-        l->body = NULL;
-        if (root) return root;
-        c->lift = NULL;
+    /* With long base64 strings lifted out (api_lift.h), jansson parses the
+     * copy; should it refuse the copy, it refuses the body too, and
+     * parsing the body itself gives the line and column to report. */
+    if (lift) {
+        json_t *root =
+            json_loadb(lift->body, lift->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+        free(lift->body);
+        lift->body = NULL;
+        if (root) {
+            c->lift = lift;
+            return root;
+        }
     }
     /* JSON_DECODE_ANY: a bare string or number is JSON (RFC 8259), just
      * not a request object, so it is an invalid_argument like `[1, 2]`
@@ -246,13 +248,13 @@ static int handle(const char *op, const char *body, size_t len, const api_limits
     api_ctx c;
     api_ctx_init(&c, lim, exec);
     c.defer_above = defer_above;
+    api_lift lift = {0};
+    int lifted = len >= API_LIFT_MIN && api_lift_scan(&lift, body, len) == 1;
     /* The JSON tree lives in an arena: no malloc per node while parsing,
      * and no walk to free it afterwards. */
-    api_lift lift = {0};
-    if (len >= API_LIFT_MIN && api_lift_scan(&lift, body, len) == 1) c.lift = &lift;
     api_arena arena;
     api_arena_begin(&arena);
-    json_t *root = load(&c, body, len);
+    json_t *root = load(&c, body, len, lifted ? &lift : NULL);
     if (root) {
         if (!batch) run_one(&c, ep, root);
         else if (!json_is_object(root)) api_bad(&c, NULL, "the request body must be a JSON object");

@@ -67,10 +67,11 @@ static const setting SETTINGS[] = {
     {"port", "GRADSERVE_PORT", K_COUNT, 0, 65535, FIELD(port),
      "TCP port; 0 lets the kernel pick one (logged at start)", NULL, NULL},
     {"threads", "GRADSERVE_THREADS", K_COUNT, 1, 1024, FIELD(threads),
-     "HTTP threads (libmicrohttpd's epoll thread pool): read requests, send answers",
+     "HTTP threads (one libmicrohttpd epoll loop each, the port shared with SO_REUSEPORT): "
+     "read requests, compute small ones, send answers",
      NULL, NULL},
     {"workers", "GRADSERVE_WORKERS", K_COUNT, 1, 1024, FIELD(workers),
-     "compute threads: each runs one computing request, and they split large ones by rows",
+     "compute threads: each runs one larger computing request, and they split large ones by rows",
      NULL, NULL},
     {"queue-limit", "GRADSERVE_QUEUE_LIMIT", K_COUNT, 0, 1000000, FIELD(queue_limit),
      "computing requests admitted beyond workers (receiving, or waiting for a compute "

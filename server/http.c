@@ -33,7 +33,15 @@
 #define NS_PER_S 1000000000ull
 
 struct srv_http {
-    struct MHD_Daemon *daemon;
+    /* One libmicrohttpd daemon per HTTP thread, each with its own listening
+     * socket on the same port (SO_REUSEPORT), so that the kernel spreads
+     * connections evenly over the threads. (One daemon with a thread pool
+     * shares one socket, and a burst of connections often lands on a
+     * single thread, which then serves, and computes, for all of them.) */
+    struct MHD_Daemon **daemons;
+    size_t ndaemons;
+    MHD_socket *quiesced;  /* each daemon's listening socket once quiesced */
+    int is_quiesced;
     srv_app *app;
     srv_metrics *metrics;
     srv_gauges *g;
@@ -41,7 +49,6 @@ struct srv_http {
     size_t max_body;
     uint64_t conn_timeout_ns, idle_timeout_ns;
     unsigned port;
-    MHD_socket quiesced;   /* the listening socket once quiesced, closed at stop */
     atomic_int stopping;   /* queued requests are answered 503, not computed */
     atomic_long outstanding; /* submitted to the pool, not yet handed back */
     atomic_long answering;   /* submitted, not yet completed */
@@ -568,6 +575,43 @@ static void on_log(void *cls, const char *fmt, va_list ap) {
 
 /* ==== the daemon ============================================================ */
 
+/* The port of a socket address. */
+static void set_port(struct sockaddr *sa, unsigned port) {
+    if (sa->sa_family == AF_INET6) ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    else ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+}
+
+/* 0 if nothing listens on the address yet. The daemons' sockets allow
+ * SO_REUSEPORT, which would let them join another process's listener on
+ * the same port (another gradserve's, say) and share its connections
+ * silently: a plain bind first (SO_REUSEADDR only, as the daemons have)
+ * fails in that case, as a single socket would. */
+static int port_taken(const struct addrinfo *ai) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) return errno;
+    int one = 1, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen)) rc = errno;
+    close(fd);
+    return rc;
+}
+
+static void stop_daemons(srv_http *h) {
+    for (size_t i = 0; i < h->ndaemons; i++) {
+        if (h->daemons[i]) MHD_stop_daemon(h->daemons[i]);
+        /* The thread is gone, so the quiesced socket is no longer polled. */
+        if (h->quiesced[i] != MHD_INVALID_SOCKET) close(h->quiesced[i]);
+    }
+}
+
+static void http_free(srv_http *h) {
+    if (h->conns) srv_conns_free(h->conns);
+    free(h->daemons);
+    free(h->quiesced);
+    free(h);
+}
+
 srv_http *srv_http_start(const srv_config *cfg, srv_app *app, const char *cert_pem,
                          const char *key_pem, char *err, size_t errlen) {
     if (cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -584,12 +628,16 @@ srv_http *srv_http_start(const srv_config *cfg, srv_app *app, const char *cert_p
         snprintf(err, errlen, "cannot resolve host \"%s\": %s", cfg->host, gai_strerror(rc));
         return NULL;
     }
+    size_t n = cfg->threads > 0 ? cfg->threads : 1;
     srv_http *h = calloc(1, sizeof *h);
-    if (!h) {
+    if (!h || !(h->daemons = calloc(n, sizeof *h->daemons)) ||
+        !(h->quiesced = malloc(n * sizeof *h->quiesced))) {
         freeaddrinfo(ai);
+        if (h) http_free(h);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    for (size_t i = 0; i < n; i++) h->quiesced[i] = MHD_INVALID_SOCKET;
     h->app = app;
     h->metrics = app->metrics;
     h->g = srv_metrics_gauges(app->metrics);
@@ -598,11 +646,17 @@ srv_http *srv_http_start(const srv_config *cfg, srv_app *app, const char *cert_p
     h->max_body = cfg->max_body;
     h->conn_timeout_ns = (uint64_t)cfg->connection_timeout * NS_PER_S;
     h->idle_timeout_ns = (uint64_t)cfg->idle_timeout * NS_PER_S;
-    h->quiesced = MHD_INVALID_SOCKET;
     if (!(h->conns = srv_conns_new(app->metrics, cfg->connection_timeout))) {
         freeaddrinfo(ai);
-        free(h);
+        http_free(h);
         snprintf(err, errlen, "cannot start the connection reaper thread");
+        return NULL;
+    }
+    if (n > 1 && cfg->port && (rc = port_taken(ai))) {
+        freeaddrinfo(ai);
+        http_free(h);
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", cfg->host, cfg->port,
+                 strerror(rc));
         return NULL;
     }
 
@@ -612,54 +666,67 @@ srv_http *srv_http_start(const srv_config *cfg, srv_app *app, const char *cert_p
                      MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     if (cert_pem) flags |= MHD_USE_TLS;
-    /* A pool of one is MHD's single internal thread (it warns about a
-     * pool size of 0 or 1, so none is passed then). */
-    struct MHD_OptionItem opts[4], *o = opts;
-    if (cfg->threads > 1)
-        *o++ = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
+    struct MHD_OptionItem opts[3], *o = opts;
     if (cert_pem) {
         *o++ = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem};
         *o++ = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem};
     }
     *o = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
-        /* The logger first, so that no message goes to MHD's own. */
-        MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_ARRAY, opts,
-        MHD_OPTION_END);
-    int saved = errno;
-    freeaddrinfo(ai);
-    if (!h->daemon) {
-        snprintf(err, errlen, "cannot %s on %s port %u: %s",
-                 cert_pem ? "serve HTTPS (is --tls-key the key of --tls-cert?)" : "listen",
-                 cfg->host, cfg->port, saved ? strerror(saved) : "libmicrohttpd refused to start");
-        srv_conns_free(h->conns);
-        free(h);
-        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        /* The first daemon binds the port asked for (0: any); the others
+         * join it. Each serves its share of max-connections. */
+        if (i) set_port(ai->ai_addr, h->port);
+        unsigned limit = (unsigned)(cfg->max_connections / n + (i < cfg->max_connections % n));
+        h->daemons[i] = MHD_start_daemon(
+            flags, (uint16_t)(i ? h->port : cfg->port), NULL, NULL, on_request, h,
+            /* The logger first, so that no message goes to MHD's own. */
+            MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
+            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)(n > 1),
+            MHD_OPTION_CONNECTION_LIMIT, limit,
+            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout,
+            MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+            MHD_OPTION_ARRAY, opts,
+            MHD_OPTION_END);
+        int saved = errno;
+        h->ndaemons = i + 1;
+        if (!h->daemons[i]) {
+            snprintf(err, errlen, "cannot %s on %s port %u: %s",
+                     cert_pem ? "serve HTTPS (is --tls-key the key of --tls-cert?)" : "listen",
+                     cfg->host, i ? h->port : cfg->port,
+                     saved ? strerror(saved) : "libmicrohttpd refused to start");
+            freeaddrinfo(ai);
+            stop_daemons(h);
+            http_free(h);
+            return NULL;
+        }
+        if (!i) {
+            const union MHD_DaemonInfo *info =
+                MHD_get_daemon_info(h->daemons[0], MHD_DAEMON_INFO_BIND_PORT);
+            h->port = info ? info->port : cfg->port;
+        }
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : cfg->port;
+    freeaddrinfo(ai);
     return h;
 }
 
 unsigned srv_http_port(const srv_http *h) { return h->port; }
 
 void srv_http_quiesce(srv_http *h) {
-    if (h->quiesced != MHD_INVALID_SOCKET) return;
-    h->quiesced = MHD_quiesce_daemon(h->daemon);
-    /* The socket stays open until MHD_stop_daemon() (its threads may still
-     * hold it), and meanwhile new connections would wait in its backlog
-     * for an accept that never comes. shutdown() makes the kernel refuse
-     * them at once, so clients and load balancers move on to another
-     * replica; the descriptor itself stays valid until closed at stop. */
-    if (h->quiesced != MHD_INVALID_SOCKET) shutdown(h->quiesced, SHUT_RDWR);
+    if (h->is_quiesced) return;
+    h->is_quiesced = 1;
+    for (size_t i = 0; i < h->ndaemons; i++) {
+        h->quiesced[i] = MHD_quiesce_daemon(h->daemons[i]);
+        /* The socket stays open until MHD_stop_daemon() (its thread may
+         * still hold it), and meanwhile new connections would wait in its
+         * backlog for an accept that never comes. shutdown() makes the
+         * kernel refuse them at once, so clients and load balancers move
+         * on to another replica; the descriptor stays valid until closed
+         * at stop. */
+        if (h->quiesced[i] != MHD_INVALID_SOCKET) shutdown(h->quiesced[i], SHUT_RDWR);
+    }
 }
 
 size_t srv_http_in_flight(const srv_http *h) {
@@ -679,9 +746,6 @@ void srv_http_stop(srv_http *h) {
      * to go out. A client too slow to read its answer in that time loses
      * it, as it would have past the drain timeout. */
     for (int i = 0; i < 5000 && atomic_load(&h->answering) > 0; i++) usleep(1000);
-    MHD_stop_daemon(h->daemon);
-    /* The threads are gone, so the quiesced socket is no longer polled. */
-    if (h->quiesced != MHD_INVALID_SOCKET) close(h->quiesced);
-    srv_conns_free(h->conns);
-    free(h);
+    stop_daemons(h);
+    http_free(h);
 }

@@ -146,4 +146,17 @@ if need openssl openssl; then
 else
     bad "openssl is not available"
 fi
+
+# ==== a port in use ==========================================================
+# The HTTP threads share the port with SO_REUSEPORT; a second server on the same port must still
+# be refused rather than silently share the first one's connections.
+port=$(echo "$url" | sed -n 's|.*:\([0-9][0-9]*\)/*$|\1|p')
+status=0
+timeout 10 "$BIN" --host 127.0.0.1 --port "$port" --threads 2 2>"$tmp/inuse.log" || status=$?
+if [ $status -ne 0 ] && [ $status -ne 124 ] && grep -q 'Address already in use' "$tmp/inuse.log" &&
+    curl -sf -m 5 -o /dev/null "$url/healthz"; then
+    ok "a second server on port $port is refused (status $status), the first one still answers"
+else
+    bad "second server on port $port: status $status, log: $(cat "$tmp/inuse.log")"
+fi
 summary
