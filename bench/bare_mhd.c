@@ -97,7 +97,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void usage(FILE *f) {
     fprintf(f, "usage: bare_mhd --port N [--threads T]\n"
                "  Serves 127.0.0.1:N; every request gets 200 %s.\n"
-               "  --threads  MHD thread-pool size (default: the number of online cores)\n",
+               "  --threads  HTTP threads, one MHD daemon each on the shared port (default: the\n"
+            "             number of online cores)\n",
             REPLY);
 }
 
@@ -133,18 +134,27 @@ int main(int argc, char **argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC, (uint16_t)port, NULL, NULL,
-        on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
-    if (!d) {
-        fprintf(stderr, "bare_mhd: cannot listen on 127.0.0.1:%ld: %s\n", port, strerror(errno));
-        return 1;
+    /* One daemon per thread, each with its own socket on the port
+     * (SO_REUSEPORT), as gradserve does: the kernel spreads connections
+     * evenly over the threads. (MHD's own thread pool shares one socket,
+     * and a burst of connections often lands on one thread.) */
+    struct MHD_Daemon *d[256];
+    if (threads > 256) threads = 256;
+    for (long i = 0; i < threads; i++) {
+        d[i] = MHD_start_daemon(
+            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC, (uint16_t)port, NULL,
+            NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)30, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        if (!d[i]) {
+            fprintf(stderr, "bare_mhd: cannot listen on 127.0.0.1:%ld: %s\n", port,
+                    strerror(errno));
+            return 1;
+        }
     }
     fprintf(stderr, "bare_mhd: 127.0.0.1:%ld, %ld threads\n", port, threads);
     int sig;
     sigwait(&stop, &sig);
-    MHD_stop_daemon(d);
+    for (long i = 0; i < threads; i++) MHD_stop_daemon(d[i]);
     return 0;
 }

@@ -188,7 +188,7 @@ path_of() {
     echo "machine:   $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "gradserve: $SERVER --host 127.0.0.1 --port $GS_PORT --threads $CORES --workers $CORES"
     echo "python:    gunicorn $("$PY" -c 'import gunicorn; print(gunicorn.__version__)') $GUNICORN_ARGS (sync workers = cores), Flask $("$PY" -c 'import flask; print(flask.__version__)'), torch $("$PY" -c 'import torch; print(torch.__version__)') float64 autograd, torch.set_num_threads(1) per worker, Python $("$PY" -c 'import platform; print(platform.python_version())')"
-    echo "ceiling:   $BARE --port $BARE_PORT --threads $CORES (libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null || echo '?'), epoll thread pool; reads the body, answers a fixed 15-byte JSON)"
+    echo "ceiling:   $BARE --port $BARE_PORT --threads $CORES (libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null || echo '?'), one epoll daemon per thread, the port shared with SO_REUSEPORT as in gradserve; reads the body, answers a fixed 15-byte JSON)"
     echo "load:      wrk -t$WRK_T -c$WRK_C --latency --timeout 30s, POST application/json, keep-alive (gunicorn's sync workers close each connection); ${SECS}s per gradserve point, ${PY_SECS}s per Python point at B <= 32, ${PY_SLOW}s at B >= 256, ${WARM}s warm-up each; wrk shares the $(nproc) cores with the server"
     echo "load avg:  $LOAD0 at start (1, 5, 15 min; other work on the machine skews every ratio below)"
     echo "bodies:    actor = /v1/sac/discrete/actor exact, K = 18; entropy = /v1/entropy tanh_normal reparam, D = 6, M = 16, seed 12345; json = nested arrays; base64 = tensors in and \"output\": \"base64\""
