@@ -65,6 +65,7 @@ long api_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap) {
     return api_b64_decode_portable(s, len, out, cap, k, o);
 }
 
+/* Encodes d[k..n) (k a multiple of 3) to o, padded. */
 static void encode_from(char *o, const unsigned char *d, size_t n, size_t k) {
     for (; k + 3 <= n; k += 3) {
         unsigned v = (unsigned)d[k] << 16 | (unsigned)d[k + 1] << 8 | d[k + 2];
@@ -82,8 +83,6 @@ static void encode_from(char *o, const unsigned char *d, size_t n, size_t k) {
         o[3] = '=';
     }
 }
-
-void api_b64_encode_portable(char *o, const unsigned char *d, size_t n) { encode_from(o, d, n, 0); }
 
 void api_b64_encode(char *o, const unsigned char *d, size_t n) {
     size_t k = 0, w = 0;

@@ -1,4 +1,4 @@
-/* api_b64_impl.h - the base64 decoders behind api_b64_decode (internal; the tests compare them). */
+/* api_b64_impl.h - the vector and portable base64 coders behind api_b64.h (internal; the tests compare the decoders). */
 #ifndef API_B64_IMPL_H
 #define API_B64_IMPL_H
 
@@ -19,8 +19,5 @@ void api_b64_decode_avx2(const char *s, size_t len, unsigned char *out, size_t c
 /* Encodes whole blocks of 24 bytes from d + *k into 32 characters at o +
  * *w while 28 bytes remain to be read; advances *k and *w. Needs AVX2. */
 void api_b64_encode_avx2(char *o, const unsigned char *d, size_t n, size_t *k, size_t *w);
-
-/* api_b64_encode without the vector path. */
-void api_b64_encode_portable(char *o, const unsigned char *d, size_t n);
 
 #endif

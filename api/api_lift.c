@@ -1,37 +1,12 @@
 /* api_lift.c - long base64 strings kept out of jansson's lexer: the scan, the tags, the lookup. */
 #include "api_lift.h"
 
-#include "api_b64.h"
-
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
-/* A nonce per request: a process key from getrandom, then a counter
- * through splitmix64's finaliser (a bijection: no two requests share
- * one). */
-static uint64_t nonce(void) {
-    static atomic_uint_fast64_t key, counter;
-    uint64_t k = atomic_load_explicit(&key, memory_order_relaxed);
-    if (!k) {
-        uint64_t r = 0;
-        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-            r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&r;
-        r |= 1;
-        uint64_t expected = 0;
-        atomic_compare_exchange_strong(&key, &expected, r);
-        k = atomic_load(&key);
-    }
-    uint64_t z = k + 0x9e3779b97f4a7c15ull * atomic_fetch_add_explicit(&counter, 1,
-                                                                       memory_order_relaxed);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#include "api_b64.h"
+#include "api_io.h"
 
 static const char *skip_ws(const char *t, const char *end) {
     while (t < end && (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r')) t++;
@@ -75,7 +50,7 @@ static int start_copy(api_lift *l, size_t len) {
     /* The copy is never longer than the body: every lifted string is
      * longer than its tag. */
     if (!(l->body = malloc(len))) return -1;
-    uint64_t x = nonce();
+    uint64_t x = api_random_seed(); /* a nonce: random per request */
     memcpy(l->tag, "~gs:", 4);
     for (int k = 0; k < 16; k++) l->tag[4 + k] = "0123456789abcdef"[(x >> (60 - 4 * k)) & 15];
     l->tag[20] = ':';
@@ -91,25 +66,11 @@ int api_lift_scan(api_lift *l, const char *body, size_t len) {
         const char *q = memchr(p, '"', (size_t)(end - p));
         if (!q) break;
         /* Its end: the next quote not escaped by a backslash. */
-        const char *s = q + 1, *e = s;
-        for (;;) {
-            const char *qq = memchr(e, '"', (size_t)(end - e));
-            const char *bs = qq ? memchr(e, '\\', (size_t)(qq - e)) : NULL;
-            if (!qq) {
-                e = NULL;
-                break;
-            }
-            if (!bs) {
-                e = qq;
-                break;
-            }
-            e = bs + 2;
-            if (e >= end) {
-                e = NULL;
-                break;
-            }
-        }
-        if (!e) break; /* unterminated: jansson will say where */
+        const char *s = q + 1, *e = s, *bs;
+        while ((q = memchr(e, '"', (size_t)(end - e))) && (bs = memchr(e, '\\', (size_t)(q - e))))
+            e = bs + 2; /* past the escaped byte */
+        if (!q) break;  /* unterminated: jansson will say where */
+        e = q;
         p = e + 1;
         if (e - s != 4 || memcmp(s, "data", 4)) continue;
         /* A "data" key: is its value a long string of base64 only? It is
