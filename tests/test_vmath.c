@@ -7,7 +7,7 @@ typedef void (*unary_fn)(size_t, const double *, double *);
  * about 1: the two agree to a few units of 2^-52 relative. */
 static void check_grid(unary_fn f, double (*ref)(double), double a, double b, size_t n, double rtol,
                        const char *name) {
-    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    double *x = calloc(n, sizeof *x), *y = calloc(n, sizeof *y);
     for (size_t i = 0; i < n; i++) x[i] = a + (b - a) * (double)i / (double)(n - 1);
     f(n, x, y);
     for (size_t i = 0; i < n; i++) {
