@@ -684,7 +684,7 @@ static srv_reply call(srv_app *app, const char *method, const char *path) {
     const char *op;
     const srv_route *r = srv_route_find(method, path, &op, &rep);
     ck_assert_ptr_nonnull(r);
-    srv_request req = {method, path, op, "", 0};
+    srv_request req = {method, path, op, "", 0, 0};
     r->handler(app, &req, &rep);
     return rep;
 }
