@@ -70,9 +70,7 @@ void gs_rng_normals(const gs_rng *rng, uint64_t row, uint32_t m0,
     }
     /* r = sqrt(-2 log u1) is finite because u1 > 0; sincospi keeps the angle
      * exact instead of multiplying by a rounded 2 pi. */
-    gs_vm_log(np, u1, u1);
-    gs_vm_sincospi(np, u2, s, c);
-    for (size_t i = 0; i < np; i++) u1[i] = sqrt(-2.0 * u1[i]);
+    gs_vm_box_muller(np, u1, u2, u1, s, c);
     for (size_t m = 0; m < count; m++) {
         double *z = out + m * d;
         for (size_t j = 0; j < nb; j++) {

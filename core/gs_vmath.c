@@ -71,6 +71,34 @@ void gs_vm_sincospi(size_t n, const double *x, double *s, double *c) {
     else sincospi_sse2(n, x, s, c);
 }
 
+static inline void box_muller2(const double *u1, const double *u2, double *r, double *s,
+                               double *c) {
+    __m128d l = Sleef_logd2_u35sse2(_mm_loadu_pd(u1));
+    Sleef___m128d_2 sc = Sleef_sincospid2_u35sse2(_mm_loadu_pd(u2));
+    _mm_storeu_pd(r, _mm_sqrt_pd(_mm_mul_pd(_mm_set1_pd(-2.0), l)));
+    _mm_storeu_pd(s, sc.x);
+    _mm_storeu_pd(c, sc.y);
+}
+
+void gs_vm_box_muller(size_t n, const double *u1, const double *u2, double *r, double *s,
+                      double *c) {
+    if (have_avx512()) {
+        gs_vm_box_muller_avx512(n, u1, u2, r, s, c);
+        return;
+    }
+    if (have_avx2()) {
+        gs_vm_box_muller_avx2(n, u1, u2, r, s, c);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) box_muller2(u1 + i, u2 + i, r + i, s + i, c + i);
+    if (i < n) {
+        double a[2] = {u1[i], 1.0}, b[2] = {u2[i], 1.0}, tr[2], ts[2], tc[2];
+        box_muller2(a, b, tr, ts, tc);
+        r[i] = tr[0], s[i] = ts[0], c[i] = tc[0];
+    }
+}
+
 /* The SSE2 softmax row: sums left to right. */
 static double cat_sse2(size_t K, const double *z, double *logp, double *p) {
     double mx = z[0];

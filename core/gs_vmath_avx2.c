@@ -45,6 +45,30 @@ void gs_vm_sincospi_avx2(size_t n, const double *x, double *s, double *c) {
     }
 }
 
+static inline void box_muller4(const double *u1, const double *u2, double *r, double *s,
+                               double *c) {
+    __m256d l = Sleef_logd4_u35avx2(_mm256_loadu_pd(u1));
+    Sleef___m256d_2 sc = Sleef_sincospid4_u35avx2(_mm256_loadu_pd(u2));
+    _mm256_storeu_pd(r, _mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(-2.0), l)));
+    _mm256_storeu_pd(s, sc.x);
+    _mm256_storeu_pd(c, sc.y);
+}
+
+void gs_vm_box_muller_avx2(size_t n, const double *u1, const double *u2, double *r,
+                           double *s, double *c) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) box_muller4(u1 + i, u2 + i, r + i, s + i, c + i);
+    if (i < n) {
+        double a[4] = {1.0, 1.0, 1.0, 1.0}, b[4] = {1.0, 1.0, 1.0, 1.0}, tr[4], ts[4], tc[4];
+        memcpy(a, u1 + i, (n - i) * sizeof *a);
+        memcpy(b, u2 + i, (n - i) * sizeof *b);
+        box_muller4(a, b, tr, ts, tc);
+        memcpy(r + i, tr, (n - i) * sizeof *tr);
+        memcpy(s + i, ts, (n - i) * sizeof *ts);
+        memcpy(c + i, tc, (n - i) * sizeof *tc);
+    }
+}
+
 /* Fixed-order horizontal folds: (v0 + v2) + (v1 + v3), and the max. */
 static inline double hsum4(__m256d v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));

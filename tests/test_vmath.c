@@ -1,5 +1,6 @@
 /* test_vmath.c - Check suite for gs_vmath: accuracy vs libm, special values, split invariance. */
 #include "test_core_util.h"
+#include "gs_vmath_impl.h"
 
 typedef void (*unary_fn)(size_t, const double *, double *);
 
@@ -63,6 +64,83 @@ START_TEST(sincospi_accuracy) {
 }
 END_TEST
 
+/* Box-Muller's transform (SLEEF's 3.5-ULP log and sincospi): r within a
+ * few ulps of libm's sqrt(-2 log u1) over u1's whole range, sin and cos
+ * within a few ulps of 1, and quarter turns exact. */
+START_TEST(box_muller_accuracy) {
+    enum { N = 40001 };
+    double *u1 = malloc(N * sizeof *u1), *u2 = malloc(N * sizeof *u2), *r = malloc(N * sizeof *r),
+           *sn = malloc(N * sizeof *sn), *cs = malloc(N * sizeof *cs);
+    for (size_t i = 0; i < N; i++) {
+        /* u1 from 2^-54 (the smallest uniform) up to 1 - 2^-53, geometric
+         * below 1/2 and linear above; u2 over [0, 2). */
+        u1[i] = i < N / 2 ? ldexp(1.0 + (double)i / N, -54 + (int)(53 * (double)i / (N / 2)))
+                          : 0.5 + 0.5 * (double)(i - N / 2) / (N - N / 2) * (1.0 - 0x1p-52);
+        u2[i] = 2.0 * (double)i / N;
+    }
+    u1[N - 1] = 1.0 - 0x1p-53;
+    gs_vm_box_muller(N, u1, u2, r, sn, cs);
+    for (size_t i = 0; i < N; i++) {
+        double want = sqrt(-2.0 * log(u1[i]));
+        ck_close_i(r[i], want, 8 * 0x1p-52, 0.0, i);
+        ck_close_i(sn[i], sin(M_PI * u2[i]), 0.0, 2e-15, i);
+        ck_close_i(cs[i], cos(M_PI * u2[i]), 0.0, 2e-15, i);
+    }
+    double q[4] = {0.0, 0.5, 1.0, 1.5}, one[4] = {1.0, 1.0, 1.0, 1.0}, qr[4], qs[4], qc[4];
+    gs_vm_box_muller(4, one, q, qr, qs, qc);
+    ck_assert(qr[0] == 0.0 && qs[0] == 0.0 && qc[0] == 1.0);
+    ck_assert(qs[1] == 1.0 && fabs(qc[1]) == 0.0 && fabs(qs[2]) == 0.0 && qc[2] == -1.0);
+    ck_assert(qs[3] == -1.0 && fabs(qc[3]) == 0.0);
+#if defined(__x86_64__) && !defined(GS_VM_BASELINE) && !defined(GS_VM_NO_AVX512)
+    /* The AVX-512 and AVX2 kernels share SLEEF's algorithm and FMA use: the
+     * same draws on either kind of CPU. */
+    if (gs_vm_have_avx512()) {
+        double *r2 = malloc(N * sizeof *r2), *s2 = malloc(N * sizeof *s2),
+               *c2 = malloc(N * sizeof *c2);
+        gs_vm_box_muller_avx2(N, u1, u2, r2, s2, c2);
+        ck_same_bytes(r2, r, N * sizeof *r);
+        ck_same_bytes(s2, sn, N * sizeof *sn);
+        ck_same_bytes(c2, cs, N * sizeof *cs);
+        free(r2);
+        free(s2);
+        free(c2);
+    }
+#endif
+    free(u1);
+    free(u2);
+    free(r);
+    free(sn);
+    free(cs);
+}
+END_TEST
+
+/* tanh u, 1 - tanh^2 u and log(1 - tanh^2 u) against long double, from
+ * |u| = 1e-300 to saturation (|u| = 40: 1 - tanh^2 is about 7e-35, still
+ * relative-accurate) and both signs. */
+START_TEST(tanh_parts_accuracy) {
+    enum { N = 20001 };
+    double *u = malloc(N * sizeof *u), *tmp = malloc(N * sizeof *tmp), *t = malloc(N * sizeof *t),
+           *o = malloc(N * sizeof *o), *l = malloc(N * sizeof *l);
+    for (size_t i = 0; i < N; i++) {
+        double a = i % 2 ? 40.0 * (double)i / N : ldexp(1.0 + (double)i / N, -(int)(i % 997));
+        u[i] = i % 3 ? a : -a;
+    }
+    gs_vm_tanh_parts(N, u, tmp, t, o, l);
+    for (size_t i = 0; i < N; i++) {
+        long double th = tanhl(u[i]), ch = coshl(u[i]), om = 1.0L / (ch * ch);
+        ck_close_i(t[i], (double)th, 4 * 0x1p-52, 1e-300, i);
+        ck_close_i(o[i], (double)om, 8 * 0x1p-52, 1e-300, i);
+        ck_close_i(l[i], (double)logl(om), 4 * 0x1p-52, 4e-16, i);
+        ck_assert(signbit(t[i]) == signbit(u[i]));
+    }
+    free(u);
+    free(tmp);
+    free(t);
+    free(o);
+    free(l);
+}
+END_TEST
+
 /* The values the core's stable formulas rely on at the ends of the range. */
 START_TEST(special_values) {
     double x[8] = {0.0, -INFINITY, -800.0, 800.0, -80.0, 1.0, -1e-300, 1e-300}, y[8];
@@ -122,6 +200,24 @@ START_TEST(independent_of_length_and_position) {
             ck_assert(memcmp(s_part, s_full + off, n * sizeof(double)) == 0);
             ck_assert(memcmp(c_part, c_full + off, n * sizeof(double)) == 0);
         }
+    /* Box-Muller (r in place of u1, as gs_rng_normals calls it) and the
+     * tanh quantities. */
+    double u1[N], u2[N], r_full[N], t_full[N], o_full[N], l_full[N], tmp[N], a[N], b[N], c[N];
+    for (int i = 0; i < N; i++) u1[i] = (i + 0.5) / N, u2[i] = fmod(fabs(x[i]), 2.0);
+    gs_vm_box_muller(N, u1, u2, r_full, s_full, c_full);
+    gs_vm_tanh_parts(N, x, tmp, t_full, o_full, l_full);
+    for (size_t off = 0; off < 6; off++)
+        for (size_t n = 0; off + n <= N; n++) {
+            memcpy(a, u1 + off, n * sizeof(double));
+            gs_vm_box_muller(n, a, u2 + off, a, s_part, c_part);
+            ck_assert(memcmp(a, r_full + off, n * sizeof(double)) == 0);
+            ck_assert(memcmp(s_part, s_full + off, n * sizeof(double)) == 0);
+            ck_assert(memcmp(c_part, c_full + off, n * sizeof(double)) == 0);
+            gs_vm_tanh_parts(n, x + off, tmp, a, b, c);
+            ck_assert(memcmp(a, t_full + off, n * sizeof(double)) == 0);
+            ck_assert(memcmp(b, o_full + off, n * sizeof(double)) == 0);
+            ck_assert(memcmp(c, l_full + off, n * sizeof(double)) == 0);
+        }
 }
 END_TEST
 
@@ -146,6 +242,8 @@ static Suite *vmath_suite(void) {
     TCase *tc = tcase_create("vmath");
     tcase_add_test(tc, accuracy_against_libm);
     tcase_add_test(tc, sincospi_accuracy);
+    tcase_add_test(tc, box_muller_accuracy);
+    tcase_add_test(tc, tanh_parts_accuracy);
     tcase_add_test(tc, special_values);
     tcase_add_test(tc, independent_of_length_and_position);
     tcase_add_test(tc, isa_reported);
