@@ -52,10 +52,12 @@ static void reduce_grad(const gs_dist *d, gs_ws *w, size_t b,
     size_t D = d->dim, M = w->M;
     gs_export_terms(d, w, b, terms);
     double *se0 = se->p0 ? se->p0 + b * D : NULL;
-    gs_reduce_terms(w->g0, M, D, g->p0 + b * D, se0);
-    if (d->type == GS_CATEGORICAL) return;
+    if (d->type == GS_CATEGORICAL) {
+        gs_reduce_terms(w->g0, M, D, g->p0 + b * D, se0);
+        return;
+    }
     double *se1 = se->p0 ? se->p1 + b * D : NULL;
-    gs_reduce_terms(w->g1, M, D, g->p1 + b * D, se1);
+    gs_reduce_terms2(w->g0, w->g1, M, D, g->p0 + b * D, se0, g->p1 + b * D, se1);
     gs_scale_to_sigma(d, w, g->p1 + b * D, se1);
 }
 

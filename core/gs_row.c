@@ -59,14 +59,15 @@ double gs_cat_row(const double *z, size_t K, double *logp, double *p) {
 void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w) {
     size_t D = d->dim;
     const double *sc = d->scale + b * D;
+    /* The row's D scales at once through the vector exp or log. */
+    if (d->scale_is_sigma) {
+        memcpy(w->sigma, sc, D * sizeof *sc);
+        gs_vm_log(D, sc, w->rho);
+    } else {
+        memcpy(w->rho, sc, D * sizeof *sc);
+        gs_vm_exp(D, sc, w->sigma);
+    }
     for (size_t i = 0; i < D; i++) {
-        if (d->scale_is_sigma) {
-            w->sigma[i] = sc[i];
-            w->rho[i] = log(sc[i]);
-        } else {
-            w->rho[i] = sc[i];
-            w->sigma[i] = exp(sc[i]);
-        }
         /* A multiply instead of a division per element; a sigma that over-
          * or underflowed keeps the division, whose inf/0 cases the error
          * paths rely on (1 / subnormal is inf, and 0 * inf NaN). */
@@ -95,9 +96,12 @@ void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w) {
 void gs_cont_from_eps(const gs_dist *d, size_t b, gs_ws *w) {
     size_t D = d->dim;
     const double *mu = d->loc + b * D;
-    for (size_t m = 0; m < w->M; m++)
-        for (size_t i = 0; i < D; i++)
-            w->u[m * D + i] = mu[i] + w->sigma[i] * w->eps[m * D + i];
+    if (D <= 8 && gs_vm_have_avx512())
+        gs_vm_affine_avx512(w->M, D, mu, w->sigma, w->eps, w->u);
+    else
+        for (size_t m = 0; m < w->M; m++)
+            for (size_t i = 0; i < D; i++)
+                w->u[m * D + i] = mu[i] + w->sigma[i] * w->eps[m * D + i];
     gs_cont_finish(d, w);
 }
 
@@ -219,6 +223,16 @@ void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
         }
     for (size_t i = 0; i < dim; i++)
         se[i] = M > 1 ? sqrt(se[i] / (double)(M - 1) / (double)M) : 0.0;
+}
+
+void gs_reduce_terms2(const double *g0, const double *g1, size_t M, size_t dim,
+                      double *mean0, double *se0, double *mean1, double *se1) {
+    if (gs_vm_have_avx512()) {
+        gs_vm_reduce_cols2_avx512(g0, g1, M, dim, mean0, se0, mean1, se1);
+        return;
+    }
+    gs_reduce_terms(g0, M, dim, mean0, se0);
+    gs_reduce_terms(g1, M, dim, mean1, se1);
 }
 
 /* The mean and standard errors of g_mj = w_m (e_{k_m} - p)_j in O(M + K).

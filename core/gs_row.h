@@ -74,6 +74,11 @@ void gs_baseline_apply(gs_baseline b, const double *v, size_t n, double *w);
  * sums run side by side in vector registers instead of down a stride. */
 void gs_reduce_terms(const double *restrict g, size_t M, size_t dim,
                      double *restrict mean, double *restrict se);
+/* gs_reduce_terms of g0 into (mean0, se0) and of g1 into (mean1, se1), the
+ * same bits as two calls; se0 and se1 are both NULL or both not. On AVX-512
+ * the two arrays' sums run in one sweep, whose independent chains overlap. */
+void gs_reduce_terms2(const double *g0, const double *g1, size_t M, size_t dim,
+                      double *mean0, double *se0, double *mean1, double *se1);
 
 /* Mean (into mean[0..K)) and, when se is not NULL, standard errors of the
  * categorical score terms g_mj = w[m] (e_{k[m]} - p)_j of M samples, in

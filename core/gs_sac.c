@@ -224,8 +224,7 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
         gs_export_terms(d, &w, b, &job->terms);
         double *se0 = job->se_grad.p0 ? job->se_grad.p0 + b * D : NULL;
         double *se1 = job->se_grad.p0 ? job->se_grad.p1 + b * D : NULL;
-        gs_reduce_terms(w.g0, M, D, job->grad.p0 + b * D, se0);
-        gs_reduce_terms(w.g1, M, D, job->grad.p1 + b * D, se1);
+        gs_reduce_terms2(w.g0, w.g1, M, D, job->grad.p0 + b * D, se0, job->grad.p1 + b * D, se1);
         gs_scale_to_sigma(d, &w, job->grad.p1 + b * D, se1);
 
         /* An infinite log-density: name the coordinate at fault (an

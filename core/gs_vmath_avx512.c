@@ -114,6 +114,46 @@ void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
     }
 }
 
+void gs_vm_reduce_cols2_avx512(const double *g0, const double *g1, size_t M, size_t dim,
+                               double *mean0, double *se0, double *mean1, double *se1) {
+    __m512d fM = _mm512_set1_pd((double)M), f1 = _mm512_set1_pd((double)(M - 1));
+    for (size_t c = 0; c < dim; c += 8) {
+        __mmask8 k = dim - c >= 8 ? 0xff : tail_mask(dim - c);
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (size_t m = 0; m < M; m++) {
+            s0 = _mm512_add_pd(s0, _mm512_maskz_loadu_pd(k, g0 + m * dim + c));
+            s1 = _mm512_add_pd(s1, _mm512_maskz_loadu_pd(k, g1 + m * dim + c));
+        }
+        __m512d mu0 = _mm512_div_pd(s0, fM), mu1 = _mm512_div_pd(s1, fM);
+        _mm512_mask_storeu_pd(mean0 + c, k, mu0);
+        _mm512_mask_storeu_pd(mean1 + c, k, mu1);
+        if (!se0) continue;
+        __m512d ss0 = _mm512_setzero_pd(), ss1 = _mm512_setzero_pd();
+        for (size_t m = 0; m < M; m++) {
+            __m512d d0 = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g0 + m * dim + c), mu0);
+            __m512d d1 = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g1 + m * dim + c), mu1);
+            ss0 = _mm512_add_pd(ss0, _mm512_mul_pd(d0, d0));
+            ss1 = _mm512_add_pd(ss1, _mm512_mul_pd(d1, d1));
+        }
+        __m512d r0 = _mm512_setzero_pd(), r1 = _mm512_setzero_pd();
+        if (M > 1) {
+            r0 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss0, f1), fM));
+            r1 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss1, f1), fM));
+        }
+        _mm512_mask_storeu_pd(se0 + c, k, r0);
+        _mm512_mask_storeu_pd(se1 + c, k, r1);
+    }
+}
+
+void gs_vm_affine_avx512(size_t M, size_t D, const double *mu, const double *sigma,
+                         const double *eps, double *u) {
+    __mmask8 k = D >= 8 ? 0xff : tail_mask(D);
+    __m512d mv = _mm512_maskz_loadu_pd(k, mu), sv = _mm512_maskz_loadu_pd(k, sigma);
+    for (size_t m = 0; m < M; m++)
+        _mm512_mask_storeu_pd(u + m * D, k,
+                              _mm512_add_pd(mv, _mm512_mul_pd(sv, _mm512_maskz_loadu_pd(k, eps + m * D))));
+}
+
 /* ---- per-sample terms of the continuous kernels, D <= 8 ----------------
  * One sample per vector, its D coordinates in the low lanes: the loops of
  * gs_reparam, gs_sac_continuous and the reparam entropy estimator, element

@@ -33,6 +33,13 @@ void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
  * with their arithmetic: bit-identical to the scalar loops there. */
 void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
                               double *mean, double *se);
+/* gs_reduce_terms2: both arrays' sweeps in one loop, the same bits. */
+void gs_vm_reduce_cols2_avx512(const double *g0, const double *g1, size_t M, size_t dim,
+                               double *mean0, double *se0, double *mean1, double *se1);
+/* u[m D + i] = mu[i] + sigma[i] eps[m D + i] for D <= 8, one sample per
+ * vector (a multiply, then an add: the scalar loop's bits). */
+void gs_vm_affine_avx512(size_t M, size_t D, const double *mu, const double *sigma,
+                         const double *eps, double *u);
 
 /* The per-sample terms of gs_reparam, gs_sac_continuous and the reparam
  * entropy for D <= 8, bit for bit their scalar loops (gs_vmath_avx512.c). */

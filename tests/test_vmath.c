@@ -141,6 +141,59 @@ START_TEST(tanh_parts_accuracy) {
 }
 END_TEST
 
+/* The AVX-512 row sweeps give the bits of their scalar loops: the column
+ * reduction (one array or two at once) and u = mu + sigma eps. */
+START_TEST(avx512_sweeps_match_scalar) {
+#if defined(__x86_64__) && !defined(GS_VM_BASELINE) && !defined(GS_VM_NO_AVX512)
+    if (!gs_vm_have_avx512()) return;
+    enum { MM = 17, DIM = 11 };
+    double g0[MM * DIM], g1[MM * DIM], m0[DIM], s0[DIM], m1[DIM], s1[DIM], rm[DIM], rs[DIM];
+    uint64_t x = 88172645463325252ULL;
+    for (size_t i = 0; i < MM * DIM; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        g0[i] = (double)(x >> 11) * 0x1p-50 - 4.0;
+        g1[i] = g0[i] * g0[i] - 1.0 / (1.0 + (double)i);
+    }
+    for (size_t M = 1; M <= MM; M += 4)
+        for (size_t dim = 1; dim <= DIM; dim++) {
+            for (int a = 0; a < 2; a++) {
+                const double *g = a ? g1 : g0;
+                for (size_t i = 0; i < dim; i++) {
+                    double sum = 0.0, ss = 0.0;
+                    for (size_t m = 0; m < M; m++) sum += g[m * dim + i];
+                    rm[i] = sum / (double)M;
+                    for (size_t m = 0; m < M; m++) {
+                        double dv = g[m * dim + i] - rm[i];
+                        ss += dv * dv;
+                    }
+                    rs[i] = M > 1 ? sqrt(ss / (double)(M - 1) / (double)M) : 0.0;
+                }
+                gs_vm_reduce_cols_avx512(g, M, dim, m0, s0);
+                ck_same_bytes(m0, rm, dim * sizeof *rm);
+                ck_same_bytes(s0, rs, dim * sizeof *rs);
+            }
+            gs_vm_reduce_cols_avx512(g0, M, dim, rm, rs);
+            gs_vm_reduce_cols2_avx512(g0, g1, M, dim, m0, s0, m1, s1);
+            ck_same_bytes(m0, rm, dim * sizeof *rm);
+            ck_same_bytes(s0, rs, dim * sizeof *rs);
+            gs_vm_reduce_cols_avx512(g1, M, dim, rm, rs);
+            ck_same_bytes(m1, rm, dim * sizeof *rm);
+            ck_same_bytes(s1, rs, dim * sizeof *rs);
+            gs_vm_reduce_cols2_avx512(g0, g1, M, dim, m0, NULL, m1, NULL);
+            ck_same_bytes(m1, rm, dim * sizeof *rm);
+        }
+    for (size_t D = 1; D <= 8; D++) {
+        double u[MM * 8], want[MM * 8];
+        const double *mu = g1, *sigma = g0 + 40;
+        for (size_t m = 0; m < MM; m++)
+            for (size_t i = 0; i < D; i++) want[m * D + i] = mu[i] + sigma[i] * g0[m * D + i];
+        gs_vm_affine_avx512(MM, D, mu, sigma, g0, u);
+        ck_same_bytes(u, want, MM * D * sizeof *u);
+    }
+#endif
+}
+END_TEST
+
 /* The values the core's stable formulas rely on at the ends of the range. */
 START_TEST(special_values) {
     double x[8] = {0.0, -INFINITY, -800.0, 800.0, -80.0, 1.0, -1e-300, 1e-300}, y[8];
@@ -244,6 +297,7 @@ static Suite *vmath_suite(void) {
     tcase_add_test(tc, sincospi_accuracy);
     tcase_add_test(tc, box_muller_accuracy);
     tcase_add_test(tc, tanh_parts_accuracy);
+    tcase_add_test(tc, avx512_sweeps_match_scalar);
     tcase_add_test(tc, special_values);
     tcase_add_test(tc, independent_of_length_and_position);
     tcase_add_test(tc, isa_reported);
