@@ -6,25 +6,15 @@
 # last line is "N passed, M failed".
 set -u
 url=${1:-http://127.0.0.1:8080}
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL $*"; }
 
-# need TOOL PACKAGE: the tool on PATH, installed from Debian when missing.
-need() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "http-examples.sh: installing $2 for $1" >&2
-        export DEBIAN_FRONTEND=noninteractive
-        { apt-get install -y -qq --no-install-recommends "$2" ||
-            { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$2"; }; } >&2
-    fi
-    command -v "$1" >/dev/null 2>&1 && return 0
-    echo "http-examples.sh: needs $1; install it with: sudo apt-get install -y $2" >&2
-    return 1
-}
+NEED_WHO=http-examples.sh
+. "$here/need.sh"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -26,19 +26,8 @@ summary() {
     exit $?
 }
 
-# need TOOL PACKAGE: the tool on PATH, installed from Debian when missing.
-need() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "http-ops.sh: installing $2 for $1" >&2
-        export DEBIAN_FRONTEND=noninteractive
-        { apt-get install -y -qq --no-install-recommends "$2" ||
-            { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$2"; }; } >&2
-    fi
-    command -v "$1" >/dev/null 2>&1 && return 0
-    echo "http-ops.sh: needs $1; install it with: sudo apt-get install -y $2" >&2
-    return 1
-}
+NEED_WHO=http-ops.sh
+. "$(dirname "$0")/need.sh"
 
 # ---- /metrics passes promtool's checks -------------------------------------------
 if need promtool prometheus; then
