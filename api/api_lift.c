@@ -81,8 +81,11 @@ int api_lift_scan(api_lift *l, const char *body, size_t len) {
         if (t == end || *t != ':') continue;
         t = skip_ws(t + 1, end);
         if (t == end || *t != '"') continue;
+        /* The first quote ends the string unless an escape comes before
+         * it; the decoder refuses a backslash like any byte outside base64,
+         * so such a string is never lifted and needs no scan of its own. */
         const char *v = t + 1, *ve = memchr(v, '"', (size_t)(end - v));
-        if (!ve || (size_t)(ve - v) < API_LIFT_MIN || memchr(v, '\\', (size_t)(ve - v))) continue;
+        if (!ve || (size_t)(ve - v) < API_LIFT_MIN) continue;
         size_t n = (size_t)(ve - v), cap = n / 4 * 3 + 3;
         unsigned char *bytes = malloc(cap);
         if (!bytes) {
