@@ -48,29 +48,6 @@ GS_VM_UNARY(expm1, Sleef_expm1d2_u10sse2)
 GS_VM_UNARY(log, Sleef_logd2_u10sse2)
 GS_VM_UNARY(log1p, Sleef_log1pd2_u10sse2)
 
-static void sincospi_sse2(size_t n, const double *x, double *s, double *c) {
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        Sleef___m128d_2 r = Sleef_sincospid2_u05sse2(_mm_loadu_pd(x + i));
-        _mm_storeu_pd(s + i, r.x);
-        _mm_storeu_pd(c + i, r.y);
-    }
-    if (i < n) {
-        double t[2] = {x[i], 1.0}, ts[2], tc[2];
-        Sleef___m128d_2 r = Sleef_sincospid2_u05sse2(_mm_loadu_pd(t));
-        _mm_storeu_pd(ts, r.x);
-        _mm_storeu_pd(tc, r.y);
-        s[i] = ts[0];
-        c[i] = tc[0];
-    }
-}
-
-void gs_vm_sincospi(size_t n, const double *x, double *s, double *c) {
-    if (have_avx512()) gs_vm_sincospi_avx512(n, x, s, c);
-    else if (have_avx2()) gs_vm_sincospi_avx2(n, x, s, c);
-    else sincospi_sse2(n, x, s, c);
-}
-
 static inline void box_muller2(const double *u1, const double *u2, double *r, double *s,
                                double *c) {
     __m128d l = Sleef_logd2_u35sse2(_mm_loadu_pd(u1));

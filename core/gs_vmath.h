@@ -1,11 +1,11 @@
-/* gs_vmath.h - vectorised exp/log family over arrays, through SLEEF. */
+/* gs_vmath.h - vectorised exp/log family over arrays, through SLEEF (and libmvec's expm1). */
 #ifndef GS_VMATH_H
 #define GS_VMATH_H
 
 #include <stddef.h>
 
 /* Each function computes y[i] = f(x[i]) for i in [0, n) with SLEEF's 1-ULP
- * (u10) kernels (sincospi: 0.5 ULP). The instruction set is chosen at run
+ * (u10) kernels. The instruction set is chosen at run
  * time: AVX-512F when the CPU has it (with AVX2+FMA), else AVX2+FMA, else
  * SSE2, which every x86-64 has.
  * Tails shorter than a vector are padded and go through the same vector
@@ -16,9 +16,6 @@ void gs_vm_exp(size_t n, const double *x, double *y);
 void gs_vm_expm1(size_t n, const double *x, double *y);
 void gs_vm_log(size_t n, const double *x, double *y);
 void gs_vm_log1p(size_t n, const double *x, double *y);
-/* s[i] = sin(pi x[i]), c[i] = cos(pi x[i]). */
-void gs_vm_sincospi(size_t n, const double *x, double *s, double *c);
-
 /* The noise transform of Box-Muller: r[i] = sqrt(-2 log u1[i]) and s[i],
  * c[i] = sin, cos(pi u2[i]), with SLEEF's 3.5-ULP log and sincospi (about
  * twice as fast as the 1-ULP ones, and as good for drawing normals). u1 in

@@ -27,24 +27,6 @@ GS_VM_AVX2(expm1, Sleef_expm1d4_u10avx2)
 GS_VM_AVX2(log, Sleef_logd4_u10avx2)
 GS_VM_AVX2(log1p, Sleef_log1pd4_u10avx2)
 
-void gs_vm_sincospi_avx2(size_t n, const double *x, double *s, double *c) {
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        Sleef___m256d_2 r = Sleef_sincospid4_u05avx2(_mm256_loadu_pd(x + i));
-        _mm256_storeu_pd(s + i, r.x);
-        _mm256_storeu_pd(c + i, r.y);
-    }
-    if (i < n) {
-        double t[4] = {1.0, 1.0, 1.0, 1.0}, ts[4], tc[4];
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        Sleef___m256d_2 r = Sleef_sincospid4_u05avx2(_mm256_loadu_pd(t));
-        _mm256_storeu_pd(ts, r.x);
-        _mm256_storeu_pd(tc, r.y);
-        memcpy(s + i, ts, (n - i) * sizeof *ts);
-        memcpy(c + i, tc, (n - i) * sizeof *tc);
-    }
-}
-
 static inline void box_muller4(const double *u1, const double *u2, double *r, double *s,
                                double *c) {
     __m256d l = Sleef_logd4_u35avx2(_mm256_loadu_pd(u1));

@@ -32,16 +32,6 @@ GS_VM_AVX512(expm1, Sleef_expm1d8_u10avx512f)
 GS_VM_AVX512(log, Sleef_logd8_u10avx512f)
 GS_VM_AVX512(log1p, Sleef_log1pd8_u10avx512f)
 
-void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c) {
-    for (size_t i = 0; i < n; i += 8) {
-        __mmask8 m = n - i >= 8 ? 0xff : tail_mask(n - i);
-        __m512d v = _mm512_mask_loadu_pd(_mm512_set1_pd(1.0), m, x + i);
-        Sleef___m512d_2 r = Sleef_sincospid8_u05avx512f(v);
-        _mm512_mask_storeu_pd(s + i, m, r.x);
-        _mm512_mask_storeu_pd(c + i, m, r.y);
-    }
-}
-
 void gs_vm_box_muller_avx512(size_t n, const double *u1, const double *u2, double *r,
                              double *s, double *c) {
     for (size_t i = 0; i < n; i += 8) {

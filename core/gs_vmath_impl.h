@@ -11,7 +11,6 @@ void gs_vm_exp_avx2(size_t n, const double *x, double *y);
 void gs_vm_expm1_avx2(size_t n, const double *x, double *y);
 void gs_vm_log_avx2(size_t n, const double *x, double *y);
 void gs_vm_log1p_avx2(size_t n, const double *x, double *y);
-void gs_vm_sincospi_avx2(size_t n, const double *x, double *s, double *c);
 void gs_vm_box_muller_avx2(size_t n, const double *u1, const double *u2, double *r,
                            double *s, double *c);
 double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p);
@@ -22,7 +21,6 @@ void gs_vm_exp_avx512(size_t n, const double *x, double *y);
 void gs_vm_expm1_avx512(size_t n, const double *x, double *y);
 void gs_vm_log_avx512(size_t n, const double *x, double *y);
 void gs_vm_log1p_avx512(size_t n, const double *x, double *y);
-void gs_vm_sincospi_avx512(size_t n, const double *x, double *s, double *c);
 void gs_vm_box_muller_avx512(size_t n, const double *u1, const double *u2, double *r,
                              double *s, double *c);
 /* In gs_lanes_avx512.c: one row of its lane softmax. */

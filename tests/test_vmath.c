@@ -37,32 +37,6 @@ START_TEST(accuracy_against_libm) {
 }
 END_TEST
 
-START_TEST(sincospi_accuracy) {
-    const size_t n = 40001;
-    double *x = malloc(n * sizeof *x), *s = malloc(n * sizeof *s), *c = malloc(n * sizeof *c);
-    /* [0, 2): the angles Box-Muller uses. sin(pi x) by libm rounds pi, so
-     * compare with an absolute tolerance of a few ulps of 1. */
-    for (size_t i = 0; i < n; i++) x[i] = 2.0 * (double)i / (double)n;
-    gs_vm_sincospi(n, x, s, c);
-    for (size_t i = 0; i < n; i++) {
-        ck_close_i(s[i], sin(M_PI * x[i]), 0.0, 1e-15, i);
-        ck_close_i(c[i], cos(M_PI * x[i]), 0.0, 1e-15, i);
-        ck_close_i(s[i] * s[i] + c[i] * c[i], 1.0, 0.0, 4e-16, i);
-    }
-    /* Quarter turns are exact: no rounded pi is involved. */
-    double q[5] = {0.0, 0.5, 1.0, 1.5, 0.25}, qs[5], qc[5];
-    gs_vm_sincospi(5, q, qs, qc);
-    ck_assert(qs[0] == 0.0 && qc[0] == 1.0);
-    ck_assert(qs[1] == 1.0 && fabs(qc[1]) == 0.0);
-    ck_assert(fabs(qs[2]) == 0.0 && qc[2] == -1.0);
-    ck_assert(qs[3] == -1.0 && fabs(qc[3]) == 0.0);
-    ck_close(qs[4], sqrt(0.5), 0x1p-52, 0.0);
-    ck_close(qc[4], sqrt(0.5), 0x1p-52, 0.0);
-    free(x);
-    free(s);
-    free(c);
-}
-END_TEST
 
 /* Box-Muller's transform (SLEEF's 3.5-ULP log and sincospi): r within a
  * few ulps of libm's sqrt(-2 log u1) over u1's whole range, sin and cos
@@ -246,13 +220,6 @@ START_TEST(independent_of_length_and_position) {
         fns[f](N, inplace, inplace);
         ck_same_bytes(inplace, full, sizeof full);
     }
-    gs_vm_sincospi(N, x, s_full, c_full);
-    for (size_t off = 0; off < 6; off++)
-        for (size_t n = 0; off + n <= N; n++) {
-            gs_vm_sincospi(n, x + off, s_part, c_part);
-            ck_assert(memcmp(s_part, s_full + off, n * sizeof(double)) == 0);
-            ck_assert(memcmp(c_part, c_full + off, n * sizeof(double)) == 0);
-        }
     /* Box-Muller (r in place of u1, as gs_rng_normals calls it) and the
      * tanh quantities. */
     double u1[N], u2[N], r_full[N], t_full[N], o_full[N], l_full[N], tmp[N], a[N], b[N], c[N];
@@ -294,7 +261,6 @@ static Suite *vmath_suite(void) {
     Suite *s = suite_create("vmath");
     TCase *tc = tcase_create("vmath");
     tcase_add_test(tc, accuracy_against_libm);
-    tcase_add_test(tc, sincospi_accuracy);
     tcase_add_test(tc, box_muller_accuracy);
     tcase_add_test(tc, tanh_parts_accuracy);
     tcase_add_test(tc, avx512_sweeps_match_scalar);
