@@ -83,58 +83,49 @@ void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
 
 /* gs_reduce_terms eight columns at a time, each column's sums in one
  * register lane, the rows added in order: the per-column arithmetic of the
- * scalar loops, so the same bits. */
-void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
-                              double *mean, double *se) {
+ * scalar loops, so the same bits. na arrays (1 or 2, a constant after
+ * inlining) are swept side by side: their sums are independent chains,
+ * which overlap. */
+static inline void reduce_cols_n(int na, const double *const g[2], size_t M, size_t dim,
+                                 double *const mean[2], double *const se[2]) {
     __m512d fM = _mm512_set1_pd((double)M), f1 = _mm512_set1_pd((double)(M - 1));
     for (size_t c = 0; c < dim; c += 8) {
         __mmask8 k = dim - c >= 8 ? 0xff : tail_mask(dim - c);
-        __m512d s = _mm512_setzero_pd();
+        __m512d s[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()}, mu[2];
         for (size_t m = 0; m < M; m++)
-            s = _mm512_add_pd(s, _mm512_maskz_loadu_pd(k, g + m * dim + c));
-        __m512d mu = _mm512_div_pd(s, fM);
-        _mm512_mask_storeu_pd(mean + c, k, mu);
-        if (!se) continue;
-        __m512d ss = _mm512_setzero_pd();
-        for (size_t m = 0; m < M; m++) {
-            __m512d dv = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g + m * dim + c), mu);
-            ss = _mm512_add_pd(ss, _mm512_mul_pd(dv, dv));
+            for (int a = 0; a < na; a++)
+                s[a] = _mm512_add_pd(s[a], _mm512_maskz_loadu_pd(k, g[a] + m * dim + c));
+        for (int a = 0; a < na; a++) {
+            mu[a] = _mm512_div_pd(s[a], fM);
+            _mm512_mask_storeu_pd(mean[a] + c, k, mu[a]);
         }
-        __m512d r = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss, f1), fM))
-                          : _mm512_setzero_pd();
-        _mm512_mask_storeu_pd(se + c, k, r);
+        if (!se[0]) continue;
+        __m512d ss[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+        for (size_t m = 0; m < M; m++)
+            for (int a = 0; a < na; a++) {
+                __m512d dv = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g[a] + m * dim + c), mu[a]);
+                ss[a] = _mm512_add_pd(ss[a], _mm512_mul_pd(dv, dv));
+            }
+        for (int a = 0; a < na; a++) {
+            __m512d r = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss[a], f1), fM))
+                              : _mm512_setzero_pd();
+            _mm512_mask_storeu_pd(se[a] + c, k, r);
+        }
     }
+}
+
+void gs_vm_reduce_cols_avx512(const double *g, size_t M, size_t dim,
+                              double *mean, double *se) {
+    const double *gs[2] = {g, g};
+    double *means[2] = {mean, mean}, *ses[2] = {se, se};
+    reduce_cols_n(1, gs, M, dim, means, ses);
 }
 
 void gs_vm_reduce_cols2_avx512(const double *g0, const double *g1, size_t M, size_t dim,
                                double *mean0, double *se0, double *mean1, double *se1) {
-    __m512d fM = _mm512_set1_pd((double)M), f1 = _mm512_set1_pd((double)(M - 1));
-    for (size_t c = 0; c < dim; c += 8) {
-        __mmask8 k = dim - c >= 8 ? 0xff : tail_mask(dim - c);
-        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-        for (size_t m = 0; m < M; m++) {
-            s0 = _mm512_add_pd(s0, _mm512_maskz_loadu_pd(k, g0 + m * dim + c));
-            s1 = _mm512_add_pd(s1, _mm512_maskz_loadu_pd(k, g1 + m * dim + c));
-        }
-        __m512d mu0 = _mm512_div_pd(s0, fM), mu1 = _mm512_div_pd(s1, fM);
-        _mm512_mask_storeu_pd(mean0 + c, k, mu0);
-        _mm512_mask_storeu_pd(mean1 + c, k, mu1);
-        if (!se0) continue;
-        __m512d ss0 = _mm512_setzero_pd(), ss1 = _mm512_setzero_pd();
-        for (size_t m = 0; m < M; m++) {
-            __m512d d0 = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g0 + m * dim + c), mu0);
-            __m512d d1 = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, g1 + m * dim + c), mu1);
-            ss0 = _mm512_add_pd(ss0, _mm512_mul_pd(d0, d0));
-            ss1 = _mm512_add_pd(ss1, _mm512_mul_pd(d1, d1));
-        }
-        __m512d r0 = _mm512_setzero_pd(), r1 = _mm512_setzero_pd();
-        if (M > 1) {
-            r0 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss0, f1), fM));
-            r1 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss1, f1), fM));
-        }
-        _mm512_mask_storeu_pd(se0 + c, k, r0);
-        _mm512_mask_storeu_pd(se1 + c, k, r1);
-    }
+    const double *gs[2] = {g0, g1};
+    double *means[2] = {mean0, mean1}, *ses[2] = {se0, se1};
+    reduce_cols_n(2, gs, M, dim, means, ses);
 }
 
 void gs_vm_affine_avx512(size_t M, size_t D, const double *mu, const double *sigma,
