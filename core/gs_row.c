@@ -17,7 +17,10 @@ int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     memset(w, 0, sizeof *w);
     size_t dim = d->dim, md = M * dim;
     size_t ncs = d->type == GS_CATEGORICAL ? gs_cat_score_scratch(M, dim) : 0;
-    size_t nl = d->type == GS_CATEGORICAL && gs_vm_have_avx512() ? gs_lanes_scratch(dim, M) : 0;
+    size_t nl = !gs_vm_have_avx512()           ? 0
+                : d->type == GS_CATEGORICAL    ? gs_lanes_scratch(dim, M)
+                : d->type == GS_NORMAL         ? gs_lanes_log_prob_scratch(dim, M)
+                                               : 0;
     size_t nd = 6 * md + 2 * M + 6 * dim + 4 * dim + 2 * md +
                 gs_rng_normals_scratch(M, dim) + ncs + nl;
     double *p = malloc(nd * sizeof(double) + M * sizeof(int64_t) + 64);
@@ -38,7 +41,9 @@ int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M) {
     w->g1 = p, p += md;
     w->nscratch = p, p += gs_rng_normals_scratch(M, dim);
     w->cscratch = ncs ? p : NULL, p += ncs;
-    w->lanes = nl ? p : NULL, p += nl;
+    w->lanes = nl && d->type == GS_CATEGORICAL ? p : NULL;
+    w->lp_lanes = nl && d->type == GS_NORMAL ? p : NULL;
+    p += nl;
     w->k = (int64_t *)p;
     return 0;
 }

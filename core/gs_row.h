@@ -27,8 +27,9 @@ typedef struct {
     double *g0, *g1;
     double *nscratch;
     /* categorical: scratch of gs_cat_score_reduce, and of the lane kernels
-     * of gs_lanes_avx512.c (NULL unless they may run) */
-    double *cscratch, *lanes;
+     * of gs_lanes_avx512.c (NULL unless they may run); normal: scratch of
+     * gs_lanes_log_prob_normal_avx512 (NULL unless it may run) */
+    double *cscratch, *lanes, *lp_lanes;
     void *block;
 } gs_ws;
 

@@ -104,4 +104,15 @@ typedef struct {
 } gs_lanes_score;
 int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double *scratch);
 
+/* gs_log_prob of n rows of a normal (D dimensions, M points x each,
+ * rows of M D): lp (n x M), g0 and g1 (n x D), the row loop's bits; the
+ * scale is log_scale, or sigma when scale_is_sigma. Returns 1 when a row
+ * needs the row loop (a sigma or 1 / sigma not normal, an output not
+ * finite): its outputs are then unspecified. Scratch of
+ * gs_lanes_log_prob_scratch(D, M) doubles. */
+size_t gs_lanes_log_prob_scratch(size_t D, size_t M);
+int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const double *scale,
+                                    int scale_is_sigma, const double *x, size_t n, double *lp,
+                                    double *g0, double *g1, double *scratch);
+
 #endif

@@ -331,6 +331,53 @@ START_TEST(split_rows_bit_identical) {
 }
 END_TEST
 
+/* On AVX-512 a normal's log_prob runs whole groups of eight rows in lanes
+ * (gs_lanes_avx512.c) and single rows through the row loop: the two agree
+ * bit for bit, with D and M that do not fill a vector, extreme scales and
+ * points, and a row that fails (exp(log_scale) underflows) inside a group. */
+START_TEST(log_prob_normal_lanes_match_rows) {
+    enum { LB = 21, LD = 3, LM = 7 };
+    static const double ext[] = {-20.0, -5.0, 0.0, 5.0, 20.0, -700.0, 700.0};
+    for (int sig = 0; sig < 2; sig++)
+        for (int fail = 0; fail < 2; fail++) {
+            double loc[LB * LD], sc[LB * LD], x[LB * LM * LD];
+            double l1[LB * LM], l2[LB * LM], a1[LB * LD], a2[LB * LD], b1[LB * LD], b2[LB * LD];
+            for (size_t j = 0; j < LB * LD; j++) {
+                double ls = j % 5 == 0 ? ext[j % 7] * 0.05 : 0.8 * sin(0.9 * j);
+                if (j % 11 == 3) ls = ext[j % 5];
+                loc[j] = 2.0 * cos(0.3 * j);
+                sc[j] = sig ? exp(ls) : ls;
+            }
+            for (size_t j = 0; j < LB * LM * LD; j++) x[j] = 5.0 * sin(0.37 * j) * (j % 13 ? 1 : 1e3);
+            /* Row 10 (inside the second group): sigma underflows to 0. */
+            if (fail) sc[10 * LD + 1] = sig ? 0.0 : -800.0;
+            gs_log_prob_job p = {.dist = {.type = GS_NORMAL, .rows = LB, .dim = LD, .loc = loc,
+                                          .scale = sc, .scale_is_sigma = sig},
+                                 .samples = LM, .x = x, .log_prob = l1, .grad = {a1, b1}};
+            memset(l1, 0xee, sizeof l1), memset(a1, 0xee, sizeof a1), memset(b1, 0xee, sizeof b1);
+            memcpy(l2, l1, sizeof l1), memcpy(a2, a1, sizeof a1), memcpy(b2, b1, sizeof b1);
+            gs_error e1 = {0}, e2 = {0};
+            int rc1 = gs_log_prob(&p, 0, LB, &e1), rc2 = 0;
+            p.log_prob = l2, p.grad = (gs_pgrad){a2, b2};
+            for (size_t b = 0; b < LB && !rc2; b++) rc2 = gs_log_prob(&p, b, b + 1, &e2);
+            ck_assert_int_eq(rc1, rc2);
+            ck_assert_int_eq(rc1, fail ? GS_ENONFINITE : 0);
+            if (fail) {
+                ck_assert_int_eq(e1.row, 10);
+                ck_assert(e1.input == e2.input && e1.row == e2.row && e1.sample == e2.sample &&
+                          e1.col == e2.col);
+                ck_assert_int_eq(e1.input, GS_IN_SCALE);
+            }
+            /* Rows before the failure (all of them without one) agree. */
+            size_t nb = fail ? 10 : LB;
+            ck_same_bytes(l1, l2, nb * LM * sizeof(double));
+            ck_same_bytes(a1, a2, nb * LD * sizeof(double));
+            ck_same_bytes(b1, b2, nb * LD * sizeof(double));
+            if (!fail) ck_all_finite(l1, LB * LM);
+        }
+}
+END_TEST
+
 /* ---- edge cases --------------------------------------------------------------------- */
 
 START_TEST(edge_categorical_k1_and_extreme_logits) {
@@ -555,6 +602,7 @@ static Suite *dist_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("rows");
     tcase_add_test(tc, split_rows_bit_identical);
+    tcase_add_test(tc, log_prob_normal_lanes_match_rows);
     suite_add_tcase(s, tc);
     tc = tcase_create("edges");
     tcase_add_test(tc, edge_categorical_k1_and_extreme_logits);
