@@ -63,6 +63,7 @@ $(BUILD)/core/gs_vmath_avx2.o: CFLAGS_ISA := -mavx2 -mfma
 $(BUILD)/core/gs_vmath_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
 $(BUILD)/core/gs_rng_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
 $(BUILD)/core/gs_lanes_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
+$(BUILD)/core/gs_lanes_cont_avx512.o: CFLAGS_ISA := -mavx512f -mavx2 -mfma
 # The AVX2 base64 decoder, called only on CPUs with AVX2.
 $(BUILD)/api/api_b64_avx2.o: CFLAGS_ISA := -mavx2
 # The core's loops are written to vectorise (restrict, columns summed side

@@ -1,0 +1,103 @@
+/* gs_lanes_inl.h - the lane layout of the AVX-512 kernels: eight rows at a time, one row per lane (internal; include from files built with -mavx512f). */
+#ifndef GS_LANES_INL_H
+#define GS_LANES_INL_H
+
+#include <immintrin.h>
+#include <stddef.h>
+
+/* Why lanes: a softmax row of K = 18 is three short vectors, and its max,
+ * its sum, its entropy and every per-row statistic are serial chains whose
+ * latency, not arithmetic, set the time per row. With row l of a group of
+ * eight in lane l, every chain runs for eight rows at once and every
+ * operation is a full vector. A row's arithmetic is the same whichever lane
+ * it lands in and whatever the other lanes hold (no operation mixes lanes),
+ * so results do not depend on how a batch is split into row ranges.
+ *
+ * Layout: a transposed block xt[8 k + l] holds element k of row l. Rows are
+ * moved in and out by 8 x 8 transposes in registers (gathers and scatters,
+ * and element-by-element copies, measured slower). Lanes past the last
+ * row hold zeros (every function here is finite on them) and are never
+ * stored. Nothing is allocated: the callers pass scratch (gs_lanes_scratch,
+ * gs_lanes_log_prob_scratch, ... doubles), once per kernel call.
+ * Used by gs_lanes_avx512.c (categorical) and gs_lanes_cont_avx512.c
+ * (normal and tanh_normal). */
+
+static inline __mmask8 lane_mask(size_t n) { return n >= 8 ? 0xff : (__mmask8)((1u << n) - 1u); }
+
+static inline __m512d ld(const double *p) { return _mm512_loadu_pd(p); }
+static inline void st(double *p, __m512d v) { _mm512_storeu_pd(p, v); }
+
+/* An 8 x 8 transpose in registers: r[i][j] becomes r[j][i] (unpacks
+ * pair the rows, two rounds of 128-bit lane shuffles finish it). */
+static inline void tr8(__m512d r[8]) {
+    __m512d t0 = _mm512_unpacklo_pd(r[0], r[1]), t1 = _mm512_unpackhi_pd(r[0], r[1]);
+    __m512d t2 = _mm512_unpacklo_pd(r[2], r[3]), t3 = _mm512_unpackhi_pd(r[2], r[3]);
+    __m512d t4 = _mm512_unpacklo_pd(r[4], r[5]), t5 = _mm512_unpackhi_pd(r[4], r[5]);
+    __m512d t6 = _mm512_unpacklo_pd(r[6], r[7]), t7 = _mm512_unpackhi_pd(r[6], r[7]);
+    __m512d u0 = _mm512_shuffle_f64x2(t0, t2, 0x88), u1 = _mm512_shuffle_f64x2(t0, t2, 0xdd);
+    __m512d u2 = _mm512_shuffle_f64x2(t1, t3, 0x88), u3 = _mm512_shuffle_f64x2(t1, t3, 0xdd);
+    __m512d u4 = _mm512_shuffle_f64x2(t4, t6, 0x88), u5 = _mm512_shuffle_f64x2(t4, t6, 0xdd);
+    __m512d u6 = _mm512_shuffle_f64x2(t5, t7, 0x88), u7 = _mm512_shuffle_f64x2(t5, t7, 0xdd);
+    r[0] = _mm512_shuffle_f64x2(u0, u4, 0x88);
+    r[1] = _mm512_shuffle_f64x2(u2, u6, 0x88);
+    r[2] = _mm512_shuffle_f64x2(u1, u5, 0x88);
+    r[3] = _mm512_shuffle_f64x2(u3, u7, 0x88);
+    r[4] = _mm512_shuffle_f64x2(u0, u4, 0xdd);
+    r[5] = _mm512_shuffle_f64x2(u2, u6, 0xdd);
+    r[6] = _mm512_shuffle_f64x2(u1, u5, 0xdd);
+    r[7] = _mm512_shuffle_f64x2(u3, u7, 0xdd);
+}
+
+/* xt[8 k + l] = src[l * lds + k] for l < n, 0 for l >= n (k < K): eight
+ * columns at a time, masked loads for the last ones (nothing is read past
+ * a row or past row n - 1). */
+static inline void load_t(size_t K, const double *src, size_t lds, size_t n, double *xt) {
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        __mmask8 cm = lane_mask(K - k0);
+        __m512d r[8];
+#pragma GCC unroll 8
+        for (size_t l = 0; l < 8; l++)
+            r[l] = l < n ? _mm512_maskz_loadu_pd(cm, src + l * lds + k0) : _mm512_setzero_pd();
+        tr8(r);
+        /* Blocks are padded to a multiple of eight columns (kpad). */
+#pragma GCC unroll 8
+        for (size_t c = 0; c < 8; c++) st(xt + 8 * (k0 + c), r[c]);
+    }
+}
+
+/* dst[l * ldd + k] = xt[8 k + l] for l < n (nothing else is written). */
+static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, size_t n) {
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        __mmask8 cm = lane_mask(K - k0);
+        __m512d r[8];
+#pragma GCC unroll 8
+        for (size_t c = 0; c < 8; c++) r[c] = ld(xt + 8 * (k0 + c));
+        tr8(r);
+        if (n == 8) {
+#pragma GCC unroll 8
+            for (size_t l = 0; l < 8; l++) _mm512_mask_storeu_pd(dst + l * ldd + k0, cm, r[l]);
+        } else {
+            for (size_t l = 0; l < n; l++) _mm512_mask_storeu_pd(dst + l * ldd + k0, cm, r[l]);
+        }
+    }
+}
+
+/* Prefetches the input rows two groups ahead (rows b + 16 .. b + 23 of a
+ * matrix of row length ld, when they exist): at large batches the inputs
+ * come from memory, and the hardware prefetcher alone left the kernels
+ * waiting on them (measured 5-10 % at B = 65536). */
+static inline void prefetch_ahead(const void *base, size_t b, size_t r1, size_t ld) {
+    if (!base || b + 24 > r1) return;
+    const char *p = (const char *)base + (b + 16) * ld * sizeof(double);
+    for (size_t o = 0; o < 8 * ld * sizeof(double); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+/* Blocks of K columns are allocated with kpad(K) columns, a multiple of 8. */
+static inline size_t kpad(size_t K) { return (K + 7) & ~(size_t)7; }
+
+/* Lanes of v that are not finite (v - v is NaN exactly for inf and NaN). */
+static inline __mmask8 nonfinite(__m512d v) {
+    return _mm512_cmp_pd_mask(_mm512_sub_pd(v, v), _mm512_setzero_pd(), _CMP_NEQ_UQ);
+}
+
+#endif
