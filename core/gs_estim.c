@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gs_row.h"
@@ -226,56 +227,77 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
 
 /* ---- pathwise gradient of E[f] ---------------------------------------------- */
 
-int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
+/* Row b of gs_reparam; 0 or the failure's status. */
+static int reparam_row(const gs_reparam_job *job, gs_ws *w, size_t b, gs_error *err) {
     const gs_dist *d = &job->dist;
     size_t M = job->samples, D = d->dim;
-    assert(d->type != GS_CATEGORICAL);
-    gs_ws w;
-    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
-    int tanh_ = d->type == GS_TANH_NORMAL, rc = 0;
-    for (size_t b = r0; b < r1 && !rc; b++) {
-        gs_cont_params(d, b, &w);
-        gs_cont_noise(d, &job->noise, b, &w);
-        gs_cont_from_eps(d, b, &w);
-        double *x = job->x + b * M * D;
-        gs_cont_points(d, &w, x);
-        memcpy(job->log_prob + b * M, w.lp, M * sizeof(double));
-        long bad = gs_first_nonfinite(x, M * D);
-        if (bad >= 0) {
-            rc = gs_fail_row(err, &w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
-            break;
-        }
-        /* log_prob is an output too: an infinite log-density (a caller's
-         * eps of 1e200, whose square overflows) used to be returned
-         * unchecked (found by tests/test_estim.c). */
-        if ((bad = gs_first_nonfinite(w.lp, M)) >= 0) {
-            rc = gs_fail_lp(err, d, &w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
-            break;
-        }
-        const double *gx = job->grad_x + b * M * D;
-        const double *glp = job->grad_log_prob ? job->grad_log_prob + b * M : NULL;
-        /* term = gx . dx/dtheta + glp . dl(f(eps))/dtheta, per coordinate:
-         * dx/dmu = s (1 - t^2) (1 for normal), dx/drho = dx/dmu sigma eps;
-         * dl/dmu = 2t (0), dl/drho = -1 + 2 t sigma eps (-1). */
-        if (D <= 8 && gs_vm_have_avx512())
-            gs_vm_reparam_terms_avx512(M, D, tanh_, w.sigma, w.s, w.eps, w.omt2, w.t, gx, glp,
-                                       w.g0, w.g1);
-        else
+    int tanh_ = d->type == GS_TANH_NORMAL;
+    gs_cont_params(d, b, w);
+    gs_cont_noise(d, &job->noise, b, w);
+    gs_cont_from_eps(d, b, w);
+    double *x = job->x + b * M * D;
+    gs_cont_points(d, w, x);
+    memcpy(job->log_prob + b * M, w->lp, M * sizeof(double));
+    long bad = gs_first_nonfinite(x, M * D);
+    if (bad >= 0) return gs_fail_row(err, w, GS_IN_LOC, b, bad / (long)D, bad % (long)D);
+    /* log_prob is an output too: an infinite log-density (a caller's
+     * eps of 1e200, whose square overflows) used to be returned
+     * unchecked (found by tests/test_estim.c). */
+    if ((bad = gs_first_nonfinite(w->lp, M)) >= 0)
+        return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
+    const double *gx = job->grad_x + b * M * D;
+    const double *glp = job->grad_log_prob ? job->grad_log_prob + b * M : NULL;
+    /* term = gx . dx/dtheta + glp . dl(f(eps))/dtheta, per coordinate:
+     * dx/dmu = s (1 - t^2) (1 for normal), dx/drho = dx/dmu sigma eps;
+     * dl/dmu = 2t (0), dl/drho = -1 + 2 t sigma eps (-1). */
+    if (D <= 8 && gs_vm_have_avx512())
+        gs_vm_reparam_terms_avx512(M, D, tanh_, w->sigma, w->s, w->eps, w->omt2, w->t, gx, glp,
+                                   w->g0, w->g1);
+    else
         for (size_t m = 0; m < M; m++) {
             double c = glp ? glp[m] : 0.0;
             for (size_t i = 0; i < D; i++) {
                 size_t j = m * D + i;
-                double se = w.sigma[i] * w.eps[j];
-                double dxdmu = tanh_ ? w.s[i] * w.omt2[j] : 1.0;
-                double t = tanh_ ? w.t[j] : 0.0;
-                w.g0[j] = gx[j] * dxdmu + c * 2.0 * t;
-                w.g1[j] = gx[j] * dxdmu * se + c * (-1.0 + 2.0 * t * se);
+                double se = w->sigma[i] * w->eps[j];
+                double dxdmu = tanh_ ? w->s[i] * w->omt2[j] : 1.0;
+                double t = tanh_ ? w->t[j] : 0.0;
+                w->g0[j] = gx[j] * dxdmu + c * 2.0 * t;
+                w->g1[j] = gx[j] * dxdmu * se + c * (-1.0 + 2.0 * t * se);
             }
         }
-        reduce_grad(d, &w, b, &job->grad, &job->se_grad, &job->terms);
-        rc = check_row(err, d, &w, b, GS_IN_GRAD_X, NULL, NULL, &job->grad,
-                       job->se_grad.p0 ? &job->se_grad : NULL);
+    reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
+    return check_row(err, d, w, b, GS_IN_GRAD_X, NULL, NULL, &job->grad,
+                     job->se_grad.p0 ? &job->se_grad : NULL);
+}
+
+int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
+    const gs_dist *d = &job->dist;
+    assert(d->type != GS_CATEGORICAL);
+    gs_ws w;
+    if (gs_ws_init(&w, d, job->samples)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    /* On AVX-512, whole groups of eight rows at a time (gs_lanes_cont_avx512.c);
+     * a group with an output that is not finite goes through the row loop
+     * again, which names the fault, and so do the last r mod 8 rows and
+     * every row when per-sample terms are wanted: the same bits
+     * (tests/test_estim.c). */
+    gs_lanes_cont lc;
+    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &lc);
+    size_t b = r0;
+    if (ls) {
+        lc.kind = GS_LC_REPARAM;
+        lc.eps = job->noise.eps;
+        memcpy(lc.key, job->noise.rng.key, sizeof lc.key);
+        lc.gx = job->grad_x, lc.glp = job->grad_log_prob;
+        lc.x = job->x, lc.lp = job->log_prob;
+        lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
+        lc.se0 = job->se_grad.p0, lc.se1 = job->se_grad.p0 ? job->se_grad.p1 : NULL;
+        for (; b + 8 <= r1 && !rc; b += 8)
+            if (gs_lanes_cont_avx512(&lc, b, 8, ls))
+                for (size_t i = b; i < b + 8 && !rc; i++) rc = reparam_row(job, &w, i, err);
+        free(ls);
     }
+    for (; b < r1 && !rc; b++) rc = reparam_row(job, &w, b, err);
     gs_ws_free(&w);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gs_lanes_inl.h"
+#include "gs_vmath_avx512_inl.h"
 #include "gs_vmath_impl.h"
 
 #if defined(__AVX512F__)
@@ -94,6 +95,215 @@ int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const
 }
 
 size_t gs_lanes_log_prob_scratch(size_t D, size_t M) { return 8 * (5 * kpad(D) + kpad(M)); }
+
+/* ---- reparameterised kernels: pathwise E[f], entropy, SAC continuous ------------- */
+
+/* Per group of eight rows, in the row loop's order and arithmetic (gs_row.c
+ * gs_cont_params, gs_cont_from_eps, gs_cont_finish, gs_cont_points;
+ * gs_estim.c and gs_sac.c for the terms; gs_reduce_terms2 and gs_mean_se
+ * for the means and standard errors): the noise, then one pass over the
+ * M x D columns (u = mu + sigma eps, the tanh quantities, the log-density,
+ * the point, the two gradient terms and their column sums), then the
+ * means, the two-pass standard errors and the per-row statistics. */
+
+/* Lane blocks of one group (8 x kpad(n) doubles each). */
+typedef struct {
+    double *eps, *in, *x, *g0, *g1, *lp, *qv, *mu, *sg, *s0, *s1, *l1;
+} cont_blocks;
+
+static cont_blocks cont_layout(size_t D, size_t M, double *p) {
+    size_t L = 8 * kpad(M * D), Mb = 8 * kpad(M), Db = 8 * kpad(D);
+    cont_blocks c;
+    double **big[] = {&c.eps, &c.in, &c.x, &c.g0, &c.g1};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++, p += L) *big[i] = p;
+    c.lp = p, p += Mb;
+    c.qv = p, p += Mb;
+    double **dims[] = {&c.mu, &c.sg, &c.s0, &c.s1, &c.l1};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++, p += Db) *dims[i] = p;
+    return c;
+}
+
+size_t gs_lanes_cont_scratch(size_t D, size_t M) {
+    return 8 * (5 * kpad(M * D) + 2 * kpad(M) + 5 * kpad(D));
+}
+
+/* mean and (when se) the standard error of v[8 m] over m < M, lane by
+ * lane: gs_mean_se's sums in its order. */
+static inline __m512d mean_se8(const double *v, size_t M, __m512d *se) {
+    __m512d s = _mm512_setzero_pd();
+    for (size_t m = 0; m < M; m++) s = _mm512_add_pd(s, ld(v + 8 * m));
+    __m512d mean = _mm512_div_pd(s, _mm512_set1_pd((double)M));
+    if (se) {
+        __m512d ss = _mm512_setzero_pd();
+        for (size_t m = 0; m < M; m++) {
+            __m512d dv = _mm512_sub_pd(ld(v + 8 * m), mean);
+            ss = _mm512_add_pd(ss, _mm512_mul_pd(dv, dv));
+        }
+        *se = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss, _mm512_set1_pd((double)(M - 1))),
+                                                   _mm512_set1_pd((double)M)))
+                    : _mm512_setzero_pd();
+    }
+    return mean;
+}
+
+static inline __m512d neg8(__m512d v) {
+    return _mm512_castsi512_pd(
+        _mm512_xor_si512(_mm512_castpd_si512(v), _mm512_set1_epi64((long long)0x8000000000000000ULL)));
+}
+
+int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scratch) {
+    size_t D = k->D, M = k->M, L = M * D, nl = n < 8 ? n : 8;
+    cont_blocks c = cont_layout(D, M, scratch);
+    const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), two = _mm512_set1_pd(2.0),
+                  mone = _mm512_set1_pd(-1.0), mtwo = _mm512_set1_pd(-2.0),
+                  half = _mm512_set1_pd(0.5), a = _mm512_set1_pd(k->alpha),
+                  a2 = _mm512_mul_pd(a, two), fM = _mm512_set1_pd((double)M);
+    __mmask8 lm = lane_mask(nl), nf = 0;
+    int tanh_ = k->tanh_;
+
+    /* sigma (exp of log_scale, or the scale, whose log is rho) and the
+     * log-density's constant: 0 - (rho_i + log(2 pi) / 2) ..., then - log s_i. */
+    load_t(D, k->loc + b * D, D, nl, c.mu);
+    load_t(D, k->scale + b * D, D, nl, c.sg);
+    __m512d base = zero;
+    for (size_t i = 0; i < D; i++) {
+        __m512d sc = ld(c.sg + 8 * i), rho = sc;
+        if (k->scale_is_sigma) rho = Sleef_logd8_u10avx512f(sc);
+        else st(c.sg + 8 * i, Sleef_expd8_u10avx512f(sc));
+        base = _mm512_sub_pd(base, _mm512_add_pd(rho, _mm512_set1_pd(0.91893853320467274178)));
+        st(c.s0 + 8 * i, zero);
+        st(c.s1 + 8 * i, zero);
+    }
+    if (tanh_)
+        for (size_t i = 0; i < D; i++) base = _mm512_sub_pd(base, _mm512_set1_pd(k->logs[i]));
+
+    if (k->eps) load_t(L, k->eps + b * L, L, nl, c.eps);
+    else gs_rng_normals_lanes_avx512(k->key, b, M, D, c.eps);
+    const double *in = k->kind == GS_LC_REPARAM ? k->gx : k->kind == GS_LC_SAC ? k->dq : NULL;
+    const double *qv = k->kind == GS_LC_REPARAM ? k->glp : k->kind == GS_LC_SAC ? k->q : NULL;
+    if (in) load_t(L, in + b * L, L, nl, c.in);
+    if (qv) load_t(M, qv + b * M, M, nl, c.qv);
+
+    for (size_t m = 0; m < M; m++) {
+        __m512d l = zero;
+        /* REPARAM: glp_m (0 without); the per-sample coefficient. */
+        __m512d cm = k->kind == GS_LC_REPARAM && qv ? ld(c.qv + 8 * m) : zero;
+        for (size_t i = 0; i < D; i++) {
+            size_t j = m * D + i;
+            __m512d e = ld(c.eps + 8 * j), sg = ld(c.sg + 8 * i);
+            __m512d u = _mm512_add_pd(ld(c.mu + 8 * i), _mm512_mul_pd(sg, e));
+            __m512d t = zero, omt2 = zero, l1, g0, g1;
+            l = _mm512_sub_pd(l, _mm512_mul_pd(_mm512_mul_pd(half, e), e));
+            if (tanh_) {
+                tanh8(u, &t, &omt2, &l1);
+                st(c.l1 + 8 * i, l1);
+            }
+            if (k->x) {
+                __m512d x = u;
+                if (tanh_) {
+                    x = _mm512_add_pd(_mm512_set1_pd(k->c[i]), _mm512_mul_pd(_mm512_set1_pd(k->s[i]), t));
+                    if (k->low) {
+                        __m512d lo = _mm512_set1_pd(k->low[i]), hi = _mm512_set1_pd(k->high[i]);
+                        x = _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, lo, _CMP_LT_OQ), lo);
+                        x = _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, hi, _CMP_GT_OQ), hi);
+                    }
+                }
+                nf |= nonfinite(x);
+                st(c.x + 8 * j, x);
+            }
+            if (k->kind == GS_LC_REPARAM) {
+                __m512d se = _mm512_mul_pd(sg, e);
+                __m512d dxdmu = tanh_ ? _mm512_mul_pd(_mm512_set1_pd(k->s[i]), omt2) : one;
+                __m512d gd = _mm512_mul_pd(ld(c.in + 8 * j), dxdmu);
+                g0 = _mm512_add_pd(gd, _mm512_mul_pd(_mm512_mul_pd(cm, two), t));
+                __m512d r = _mm512_add_pd(mone, _mm512_mul_pd(_mm512_mul_pd(two, t), se));
+                g1 = _mm512_add_pd(_mm512_mul_pd(gd, se), _mm512_mul_pd(cm, r));
+            } else if (k->kind == GS_LC_ENTROPY) {
+                g0 = _mm512_mul_pd(mtwo, t);
+                /* The normal's term is exactly 1 (never 0 sigma eps). */
+                g1 = tanh_ ? _mm512_sub_pd(one, _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(two, t), sg), e))
+                           : one;
+            } else {
+                __m512d se = _mm512_mul_pd(sg, e);
+                __m512d dqd = _mm512_mul_pd(ld(c.in + 8 * j), _mm512_mul_pd(_mm512_set1_pd(k->s[i]), omt2));
+                g0 = _mm512_sub_pd(_mm512_mul_pd(a2, t), dqd);
+                __m512d r = _mm512_add_pd(mone, _mm512_mul_pd(_mm512_mul_pd(two, t), se));
+                g1 = _mm512_sub_pd(_mm512_mul_pd(a, r), _mm512_mul_pd(dqd, se));
+            }
+            st(c.g0 + 8 * j, g0);
+            st(c.g1 + 8 * j, g1);
+            st(c.s0 + 8 * i, _mm512_add_pd(ld(c.s0 + 8 * i), g0));
+            st(c.s1 + 8 * i, _mm512_add_pd(ld(c.s1 + 8 * i), g1));
+        }
+        if (tanh_)
+            for (size_t i = 0; i < D; i++) l = _mm512_sub_pd(l, ld(c.l1 + 8 * i));
+        __m512d v = _mm512_add_pd(l, base);
+        nf |= nonfinite(v);
+        st(c.lp + 8 * m, v);
+    }
+
+    /* Means, standard errors (two passes over the stored terms), and the
+     * scale's gradient divided by sigma when the caller sent sigma. */
+    int se = k->se0 != NULL;
+    __m512d f1 = _mm512_set1_pd((double)(M - 1));
+    for (size_t i = 0; i < D; i++) {
+        __m512d mu0 = _mm512_div_pd(ld(c.s0 + 8 * i), fM), mu1 = _mm512_div_pd(ld(c.s1 + 8 * i), fM);
+        __m512d e0 = zero, e1 = zero;
+        if (se) {
+            __m512d ss0 = zero, ss1 = zero;
+            for (size_t m = 0; m < M; m++) {
+                __m512d d0 = _mm512_sub_pd(ld(c.g0 + 8 * (m * D + i)), mu0);
+                __m512d d1 = _mm512_sub_pd(ld(c.g1 + 8 * (m * D + i)), mu1);
+                ss0 = _mm512_add_pd(ss0, _mm512_mul_pd(d0, d0));
+                ss1 = _mm512_add_pd(ss1, _mm512_mul_pd(d1, d1));
+            }
+            if (M > 1) {
+                e0 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss0, f1), fM));
+                e1 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss1, f1), fM));
+            }
+        }
+        if (k->scale_is_sigma) {
+            __m512d sg = ld(c.sg + 8 * i);
+            mu1 = _mm512_div_pd(mu1, sg);
+            if (se) e1 = _mm512_div_pd(e1, sg);
+        }
+        nf |= nonfinite(mu0) | nonfinite(mu1) | nonfinite(e0) | nonfinite(e1);
+        st(c.s0 + 8 * i, mu0);
+        st(c.s1 + 8 * i, mu1);
+        st(c.mu + 8 * i, e0);
+        st(c.sg + 8 * i, e1);
+    }
+
+    /* Per-row statistics: the entropy -mean l_m, SAC's loss mean(alpha l_m - q_m). */
+    if (k->kind != GS_LC_REPARAM) {
+        for (size_t m = 0; m < M; m++) st(c.g0 + 8 * m, neg8(ld(c.lp + 8 * m)));
+        __m512d hse = zero, h = mean_se8(c.g0, M, k->kind == GS_LC_ENTROPY ? (k->se_stat ? &hse : NULL)
+                                                                            : (k->se_ent ? &hse : NULL));
+        double *ho = k->kind == GS_LC_ENTROPY ? k->stat : k->ent;
+        double *hs = k->kind == GS_LC_ENTROPY ? k->se_stat : k->se_ent;
+        nf |= nonfinite(h) | nonfinite(hse);
+        _mm512_mask_storeu_pd(ho + b, lm, h);
+        if (hs) _mm512_mask_storeu_pd(hs + b, lm, hse);
+        if (k->kind == GS_LC_SAC && k->q) {
+            for (size_t m = 0; m < M; m++)
+                st(c.g0 + 8 * m, _mm512_sub_pd(_mm512_mul_pd(a, ld(c.lp + 8 * m)), ld(c.qv + 8 * m)));
+            __m512d lse = zero, loss = mean_se8(c.g0, M, k->se_stat ? &lse : NULL);
+            nf |= nonfinite(loss) | nonfinite(lse);
+            _mm512_mask_storeu_pd(k->stat + b, lm, loss);
+            if (k->se_stat) _mm512_mask_storeu_pd(k->se_stat + b, lm, lse);
+        }
+    }
+
+    if (k->x) store_t(L, c.x, k->x + b * L, L, nl);
+    if (k->lp) store_t(M, c.lp, k->lp + b * M, M, nl);
+    store_t(D, c.s0, k->g0 + b * D, D, nl);
+    store_t(D, c.s1, k->g1 + b * D, D, nl);
+    if (se) {
+        store_t(D, c.mu, k->se0 + b * D, D, nl);
+        store_t(D, c.sg, k->se1 + b * D, D, nl);
+    }
+    return (nf & lm) != 0;
+}
 
 #else
 #error "gs_lanes_cont_avx512.c must be compiled with -mavx512f"

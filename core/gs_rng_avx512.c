@@ -1,7 +1,8 @@
-/* gs_rng_avx512.c - Philox4x32-10 eight blocks at a time, and their uniforms (built with -mavx512f). */
+/* gs_rng_avx512.c - Philox4x32-10 eight blocks at a time, their uniforms and normals (built with -mavx512f). */
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "gs_vmath_avx512_inl.h"
 #include "gs_vmath_impl.h"
 
 #if defined(__AVX512F__)
@@ -134,6 +135,41 @@ void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t
         __m512i c[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i)), r0, r1};
         philox8(c, key[0], key[1]);
         _mm512_storeu_pd(u + 8 * i, u53x8(c[0], c[1]));
+    }
+}
+
+/* eps[8 (m D + i) + l] = gs_rng_normals' normal i of sample m of row row0 +
+ * l (m < M, i < D): block (j, m) of each lane's row gives u1 and u2, and
+ * Box-Muller normals 2j (r cos) and 2j + 1 (r sin), bit for bit. Blocks are
+ * made two at a time (philox8x2) along the flat (m, j) order. */
+void gs_rng_normals_lanes_avx512(const uint32_t key[2], uint64_t row0, size_t M, size_t D,
+                                 double *eps) {
+    uint64_t lo[8], hi[8];
+    for (int l = 0; l < 8; l++) {
+        uint64_t r = row0 + (uint64_t)l;
+        lo[l] = (uint32_t)r, hi[l] = (uint32_t)(r >> 32);
+    }
+    const __m512i r0 = _mm512_loadu_si512(lo), r1 = _mm512_loadu_si512(hi);
+    size_t nb = (D + 1) / 2, np = M * nb;
+    for (size_t i = 0; i < np; i += 2) {
+        int two = i + 1 < np;
+        size_t m[2] = {i / nb, (i + 1) / nb}, j[2] = {i % nb, (i + 1) % nb};
+        __m512i c[2][4];
+        for (int k = 0; k < 2; k++) {
+            c[k][0] = _mm512_set1_epi64((uint32_t)j[k]);
+            c[k][1] = _mm512_set1_epi64((uint32_t)m[k]);
+            c[k][2] = r0, c[k][3] = r1;
+        }
+        if (two) philox8x2(c[0], c[1], key[0], key[1]);
+        else philox8(c[0], key[0], key[1]);
+        for (int k = 0; k < 1 + two; k++) {
+            __m512d r, sn, cs;
+            box_muller8(u53x8(c[k][0], c[k][1]),
+                        _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[k][2], c[k][3])), &r, &sn, &cs);
+            double *z = eps + 8 * (m[k] * D + 2 * j[k]);
+            _mm512_storeu_pd(z, _mm512_mul_pd(r, cs));
+            if (2 * j[k] + 1 < D) _mm512_storeu_pd(z + 8, _mm512_mul_pd(r, sn));
+        }
     }
 }
 #else

@@ -78,6 +78,12 @@ void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w) {
          * paths rely on (1 / subnormal is inf, and 0 * inf NaN). */
         double r = 1.0 / w->sigma[i];
         w->isig[i] = isnormal(w->sigma[i]) && isnormal(r) ? r : 0.0;
+    }
+    gs_cont_bounds(d, w);
+}
+
+void gs_cont_bounds(const gs_dist *d, gs_ws *w) {
+    for (size_t i = 0; i < d->dim; i++) {
         if (d->type == GS_TANH_NORMAL && d->low) {
             w->c[i] = 0.5 * (d->high[i] + d->low[i]);
             w->s[i] = 0.5 * (d->high[i] - d->low[i]);
@@ -88,6 +94,32 @@ void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w) {
             w->logs[i] = 0.0;
         }
     }
+}
+
+/* Rows of up to this many points go through the lane kernel: its five
+ * blocks of 8 M D doubles then stay within L2. */
+enum { LANES_MAX_POINTS = 1024 };
+
+double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, gs_lanes_cont *lc) {
+    size_t D = d->dim;
+    if (d->type == GS_CATEGORICAL || !gs_vm_have_avx512() || M * D > LANES_MAX_POINTS) return NULL;
+    /* Without scratch the rows still go through the row loop. */
+    double *p = malloc(gs_lanes_cont_scratch(D, M) * sizeof(double));
+    if (!p) return NULL;
+    gs_cont_bounds(d, w);
+    int tanh_ = d->type == GS_TANH_NORMAL;
+    *lc = (gs_lanes_cont){.D = D,
+                          .M = M,
+                          .tanh_ = tanh_,
+                          .scale_is_sigma = d->scale_is_sigma,
+                          .loc = d->loc,
+                          .scale = d->scale,
+                          .c = w->c,
+                          .s = w->s,
+                          .logs = w->logs,
+                          .low = tanh_ ? d->low : NULL,
+                          .high = tanh_ ? d->high : NULL};
+    return p;
 }
 
 void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w) {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "gs_dist.h"
+#include "gs_vmath_impl.h"
 
 /* Scratch for one row, sized once per kernel call for M samples of a
  * distribution of dimension dim; a single allocation, freed by
@@ -42,6 +43,16 @@ double gs_cat_row(const double *z, size_t K, double *logp, double *p);
 
 /* Continuous row b: fills sigma, rho, c, s, logs from the parameters. */
 void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w);
+
+/* The part of gs_cont_params common to every row: c, s and logs (the
+ * tanh_normal's centre, half-width and its log; 0, 1, 0 without bounds). */
+void gs_cont_bounds(const gs_dist *d, gs_ws *w);
+
+/* Scratch of the continuous lane kernel gs_lanes_cont_avx512 when it may
+ * run for these rows (AVX-512, not too many points per row), else NULL;
+ * free() it. Fills lc's distribution fields from d and w (gs_cont_bounds
+ * first). */
+double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, gs_lanes_cont *lc);
 
 /* Noise of row b into w->eps (caller's eps, or generated). */
 void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w);

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <sleef.h>
 
+#include "gs_vmath_avx512_inl.h"
 #include "gs_vmath_impl.h"
 
 #if defined(__AVX512F__)
@@ -37,36 +38,13 @@ void gs_vm_box_muller_avx512(size_t n, const double *u1, const double *u2, doubl
     for (size_t i = 0; i < n; i += 8) {
         __mmask8 m = n - i >= 8 ? 0xff : tail_mask(n - i);
         const __m512d one = _mm512_set1_pd(1.0);
-        __m512d l = Sleef_logd8_u35avx512f(_mm512_mask_loadu_pd(one, m, u1 + i));
-        Sleef___m512d_2 sc = Sleef_sincospid8_u35avx512f(_mm512_mask_loadu_pd(one, m, u2 + i));
-        _mm512_mask_storeu_pd(r + i, m, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(-2.0), l)));
-        _mm512_mask_storeu_pd(s + i, m, sc.x);
-        _mm512_mask_storeu_pd(c + i, m, sc.y);
+        __m512d rv, sv, cv;
+        box_muller8(_mm512_mask_loadu_pd(one, m, u1 + i), _mm512_mask_loadu_pd(one, m, u2 + i), &rv,
+                    &sv, &cv);
+        _mm512_mask_storeu_pd(r + i, m, rv);
+        _mm512_mask_storeu_pd(s + i, m, sv);
+        _mm512_mask_storeu_pd(c + i, m, cv);
     }
-}
-
-/* glibc's libmvec (linked through libm.so): its expm1 is three times as fast
- * as SLEEF's 1-ULP one, within 1.5 ulp over tanh's domain (checked against
- * long double on 2e7 inputs; glibc's bound is 4). */
-__m512d _ZGVeN8v_expm1(__m512d x);
-
-/* gs_vm_tanh_parts eight at a time, in one pass: x = -2|u|, em = expm1 x,
- * q = 2 + em; t = -em / q with u's sign (negated when u < 0, as the scalar
- * -t is: u = -0 keeps +0), 1 - t^2 = 4 e^x / (q q), log(1 - t^2) =
- * 2 (log 2 - |u| - log q). */
-static inline void tanh8(__m512d u, __m512d *t, __m512d *omt2, __m512d *l1mt2) {
-    const __m512d two = _mm512_set1_pd(2.0);
-    __m512d a = _mm512_abs_pd(u), x = _mm512_mul_pd(_mm512_set1_pd(-2.0), a);
-    __m512d em = _ZGVeN8v_expm1(x), e = Sleef_expd8_u10avx512f(x);
-    __m512d q = _mm512_add_pd(two, em), lg = Sleef_logd8_u35avx512f(q);
-    __m512d tt = _mm512_div_pd(_mm512_sub_pd(_mm512_setzero_pd(), em), q);
-    __mmask8 neg = _mm512_cmp_pd_mask(u, _mm512_setzero_pd(), _CMP_LT_OQ);
-    tt = _mm512_castsi512_pd(_mm512_mask_xor_epi64(_mm512_castpd_si512(tt), neg,
-                                                   _mm512_castpd_si512(tt),
-                                                   _mm512_set1_epi64((long long)0x8000000000000000ULL)));
-    *t = tt;
-    *omt2 = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(4.0), e), _mm512_mul_pd(q, q));
-    *l1mt2 = _mm512_mul_pd(two, _mm512_sub_pd(_mm512_sub_pd(_mm512_set1_pd(0.69314718055994530942), a), lg));
 }
 
 void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,

@@ -67,6 +67,10 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
  * count), l in [0, 8): one row per lane, bit for bit (gs_rng_avx512.c). */
 void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t m0,
                                   size_t count, double *u);
+/* eps[8 (m D + i) + l] = normal i of sample m of row row0 + l, m < M, i <
+ * D: gs_rng_normals' draws one row per lane, bit for bit (gs_rng_avx512.c). */
+void gs_rng_normals_lanes_avx512(const uint32_t key[2], uint64_t row0, size_t M, size_t D,
+                                 double *eps);
 
 /* Defined in gs_lanes_avx512.c (compiled with -mavx512f): the categorical
  * kernels eight rows at a time, one row per lane. Each takes scratch of
@@ -111,6 +115,35 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
  * finite): its outputs are then unspecified. Scratch of
  * gs_lanes_log_prob_scratch(D, M) doubles. */
 size_t gs_lanes_log_prob_scratch(size_t D, size_t M);
+
+/* The reparameterised kernels of a normal or tanh_normal for rows [b, b +
+ * n), n <= 8, all arrays indexed by absolute row (gs_lanes_cont_avx512.c):
+ * REPARAM is gs_reparam, ENTROPY the reparam estimator of gs_entropy, SAC
+ * gs_sac_continuous, with the row loop's bits. c, s and logs are the tanh
+ * centre, half-width and its log per dimension, as gs_cont_bounds makes
+ * them. Returns 1 when some output of some row is not finite (the caller
+ * then redoes the rows with the row loop, which names the fault). Scratch
+ * of gs_lanes_cont_scratch(D, M) doubles. Per-sample terms are not made. */
+typedef enum { GS_LC_REPARAM, GS_LC_ENTROPY, GS_LC_SAC } gs_lanes_cont_kind;
+typedef struct {
+    gs_lanes_cont_kind kind;
+    size_t D, M;
+    int tanh_, scale_is_sigma;
+    const double *loc, *scale;  /* rows x D */
+    const double *c, *s, *logs; /* D, tanh only */
+    const double *low, *high;   /* D, or NULL: no bounds */
+    const double *eps;          /* the caller's noise (rows x M x D), or NULL: from key */
+    uint32_t key[2];
+    const double *gx, *glp;     /* REPARAM: df/dx (rows x M x D), df/dl (rows x M) or NULL */
+    const double *dq, *q;       /* SAC: dQ/da (rows x M x D), Q (rows x M) or NULL */
+    double alpha;               /* SAC */
+    double *x, *lp;             /* the points (rows x M x D) and log-densities (rows x M), or NULL */
+    double *stat, *se_stat;     /* ENTROPY: the entropy; SAC: the loss (with q); se may be NULL */
+    double *ent, *se_ent;       /* SAC: the entropy; se may be NULL */
+    double *g0, *g1, *se0, *se1; /* rows x D; se0 and se1 NULL: no standard errors */
+} gs_lanes_cont;
+size_t gs_lanes_cont_scratch(size_t D, size_t M);
+int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scratch);
 int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const double *scale,
                                     int scale_is_sigma, const double *x, size_t n, double *lp,
                                     double *g0, double *g1, double *scratch);

@@ -156,6 +156,90 @@ static inline double tc_gauss_expect(double (*h)(double, void *), void *ctx) {
     return s * step;
 }
 
+/* ---- lanes against rows ---------------------------------------------------------
+ * On AVX-512 the continuous kernels take whole groups of eight rows in
+ * vector lanes (gs_lanes_cont_avx512.c) and single rows through the row
+ * loop. tc_lanes_vs_rows runs a kernel over TC_LB rows at once (two groups
+ * in lanes, five rows in the row loop) and row by row (all in the row
+ * loop), over normal and tanh_normal (bounds or not), log_scale and scale,
+ * D of 1, 3, 6 and 9, M of 1, 2 and 7, noise from the seed and the
+ * caller's, extreme scales and saturated tanh: every output byte for byte,
+ * and with row 10 failing (its scale overflows), the same error. */
+enum { TC_LB = 21, TC_FAIL_ROW = 10 };
+
+typedef struct {
+    gs_dist dist;
+    size_t M;
+    const double *eps; /* the caller's noise, TC_LB x M x D, or NULL: the seed's */
+    gs_rng rng;
+    const double *in, *in_m; /* an input per point (TC_LB x M x D) and per sample (TC_LB x M) */
+} tc_lanes_case;
+
+/* Outputs, each array large enough for TC_LB rows; a runner fills those its kernel makes. */
+typedef struct {
+    double *x, *lp, *r0, *r1, *r2, *r3, *g0, *g1, *s0, *s1;
+} tc_lanes_out;
+
+typedef int (*tc_lanes_run)(const tc_lanes_case *c, size_t r0, size_t r1, const tc_lanes_out *o,
+                            gs_error *err);
+
+static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only) {
+    static const double ext[] = {-20.0, -5.0, 0.0, 5.0, 20.0};
+    static const double LOW[9] = {-2.0, 0.0, -1.0, -3.0, 1.0, -0.5, -2.0, 0.0, -8.0};
+    static const double HIGH[9] = {2.0, 3.0, 1.0, 0.5, 4.0, 0.5, 6.0, 1e-3, 8.0};
+    static const size_t DS[] = {1, 3, 6, 9}, MS[] = {1, 2, 7};
+    enum { MD = 9 * 7, N = TC_LB * MD };
+    static double loc[TC_LB * 9], sc[TC_LB * 9], eps[N], in[N], in_m[TC_LB * 7];
+    static double a[2][10][N];
+    for (size_t j = 0; j < N; j++) eps[j] = 2.5 * sin(0.61 * j), in[j] = cos(0.23 * j);
+    for (size_t j = 0; j < TC_LB * 7; j++) in_m[j] = 0.5 * sin(0.7 * j);
+    for (int v = tanh_only ? 2 : 0; v < 6; v++)
+        for (size_t di = 0; di < 4; di++)
+            for (size_t mi = 0; mi < 3; mi++)
+                for (int caller = 0; caller < 2; caller++)
+                    for (int fail = 0; fail < 2; fail++) {
+                        size_t D = DS[di], M = MS[mi];
+                        int sig = v & 1, tanh_ = v >= 2, bounds = v >= 4;
+                        for (size_t j = 0; j < TC_LB * D; j++) {
+                            double ls = j % 7 == 3 ? ext[j % 5] : 0.8 * sin(0.9 * j);
+                            loc[j] = j % 11 == 5 ? 40.0 * cos(1.0 * j) : 2.0 * cos(0.3 * j);
+                            sc[j] = sig ? exp(ls) : ls;
+                        }
+                        if (fail) sc[TC_FAIL_ROW * D + D / 2] = sig ? INFINITY : 800.0;
+                        tc_lanes_case c = {
+                            .dist = {.type = tanh_ ? GS_TANH_NORMAL : GS_NORMAL, .rows = TC_LB,
+                                     .dim = D, .loc = loc, .scale = sc, .scale_is_sigma = sig,
+                                     .low = bounds ? LOW : NULL, .high = bounds ? HIGH : NULL},
+                            .M = M, .eps = caller ? eps : NULL, .in = in, .in_m = in_m};
+                        gs_rng_init(&c.rng, 40 + (uint64_t)v);
+                        gs_error e[2] = {{0}, {0}};
+                        int rc[2] = {0, 0};
+                        for (int k = 0; k < 2; k++) {
+                            memset(a[k], 0xee, sizeof a[k]);
+                            tc_lanes_out o = {a[k][0], a[k][1], a[k][2], a[k][3], a[k][4],
+                                              a[k][5], a[k][6], a[k][7], a[k][8], a[k][9]};
+                            if (k == 0) rc[0] = run(&c, 0, TC_LB, &o, &e[0]);
+                            for (size_t b = 0; k == 1 && b < TC_LB && !rc[1]; b++)
+                                rc[1] = run(&c, b, b + 1, &o, &e[1]);
+                        }
+                        ck_assert_msg(rc[0] == rc[1] && rc[0] == (fail ? GS_ENONFINITE : 0),
+                                      "v %d D %zu M %zu caller %d fail %d: rc %d and %d", v, D,
+                                      M, caller, fail, rc[0], rc[1]);
+                        if (fail) {
+                            ck_assert_int_eq(e[0].row, TC_FAIL_ROW);
+                            ck_assert(e[0].status == e[1].status && e[0].input == e[1].input &&
+                                      e[0].row == e[1].row && e[0].sample == e[1].sample &&
+                                      e[0].col == e[1].col);
+                        } else {
+                            for (int k = 0; k < 10; k++)
+                                ck_assert_msg(memcmp(a[0][k], a[1][k], sizeof a[0][k]) == 0,
+                                              "v %d D %zu M %zu caller %d: output %d differs "
+                                              "between lanes and rows",
+                                              v, D, M, caller, k);
+                        }
+                    }
+}
+
 /* ---- runner --------------------------------------------------------------------
  * Check's fork mode (its default) runs each case in a child with the
  * timeout of CK_DEFAULT_TIMEOUT; the exit status is non-zero on failure. */

@@ -603,6 +603,18 @@ START_TEST(split_rows_bit_identical) {
 }
 END_TEST
 
+static int lanes_reparam(const tc_lanes_case *c, size_t r0, size_t r1, const tc_lanes_out *o,
+                         gs_error *err) {
+    gs_reparam_job j = {.dist = c->dist, .samples = c->M, .noise = {c->eps, c->rng},
+                        .grad_x = c->in, .grad_log_prob = c->M == 7 ? NULL : c->in_m,
+                        .x = o->x, .log_prob = o->lp, .grad = {o->g0, o->g1},
+                        .se_grad = c->M == 2 ? (gs_pgrad){NULL, NULL} : (gs_pgrad){o->s0, o->s1}};
+    return gs_reparam(&j, r0, r1, err);
+}
+
+START_TEST(reparam_lanes_match_rows) { tc_lanes_vs_rows(lanes_reparam, 0); }
+END_TEST
+
 START_TEST(edge_extremes) {
     /* log_scale -20 .. 20, tanh saturated at loc +-40 with and without
      * bounds, M = 1: finite outputs; saturated actions sit on the bounds. */
@@ -778,6 +790,7 @@ static Suite *estim_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("edges");
     tcase_add_test(tc, split_rows_bit_identical);
+    tcase_add_test(tc, reparam_lanes_match_rows);
     tcase_add_test(tc, edge_extremes);
     tcase_add_test(tc, error_reparam);
     tcase_add_test(tc, error_score);
