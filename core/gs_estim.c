@@ -170,6 +170,22 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
     reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
 }
 
+/* Row b of gs_entropy; 0 or the failure's status. */
+static int entropy_row(const gs_entropy_job *job, gs_ws *w, size_t b, gs_input blame,
+                       gs_error *err) {
+    const gs_dist *d = &job->dist;
+    int exact = job->estimator == GS_EST_EXACT;
+    if (exact) entropy_exact_row(job, w, b);
+    else entropy_mc_row(job, w, b);
+    /* An infinite log-density makes the entropy infinite: name the
+     * coordinate at fault (an overflowed scale, the caller's eps, a
+     * huge tanh loc), not the row's loc (found by tests/test_entropy.c). */
+    long bad = !exact && d->type != GS_CATEGORICAL ? gs_first_nonfinite(w->lp, w->M) : -1;
+    if (bad >= 0) return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
+    return check_row(err, d, w, b, blame, job->entropy, exact ? NULL : job->se_entropy,
+                     &job->grad, exact || !job->se_entropy ? NULL : &job->se_grad);
+}
+
 int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
     const gs_dist *d = &job->dist;
     if (!gs_entropy_supported(d->type, job->estimator) || job->estimator == GS_EST_AUTO)
@@ -206,21 +222,26 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
                            exact || !job->se_entropy ? NULL : &job->se_grad);
         rs = r0 + n8;
     }
-    for (size_t b = rs; b < r1 && !rc; b++) {
-        if (exact) entropy_exact_row(job, &w, b);
-        else entropy_mc_row(job, &w, b);
-        /* An infinite log-density makes the entropy infinite: name the
-         * coordinate at fault (an overflowed scale, the caller's eps, a
-         * huge tanh loc), not the row's loc (found by tests/test_entropy.c). */
-        long bad = !exact && d->type != GS_CATEGORICAL ? gs_first_nonfinite(w.lp, w.M) : -1;
-        if (bad >= 0) {
-            rc = gs_fail_lp(err, d, &w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
-            break;
-        }
-        rc = check_row(err, d, &w, b, blame, job->entropy,
-                       exact ? NULL : job->se_entropy, &job->grad,
-                       exact || !job->se_entropy ? NULL : &job->se_grad);
+    /* The reparam estimator on AVX-512 likewise (gs_lanes_cont_avx512.c). */
+    gs_lanes_cont lc;
+    double *ls = job->estimator == GS_EST_REPARAM && !job->terms.p0
+                     ? gs_cont_lanes(d, &w, job->samples, &lc)
+                     : NULL;
+    if (ls) {
+        lc.kind = GS_LC_ENTROPY;
+        lc.eps = job->noise.eps;
+        memcpy(lc.key, job->noise.rng.key, sizeof lc.key);
+        lc.stat = job->entropy, lc.se_stat = job->se_entropy;
+        lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
+        lc.se0 = job->se_entropy ? job->se_grad.p0 : NULL;
+        lc.se1 = job->se_entropy ? job->se_grad.p1 : NULL;
+        for (; rs + 8 <= r1 && !rc; rs += 8)
+            if (gs_lanes_cont_avx512(&lc, rs, 8, ls))
+                for (size_t i = rs; i < rs + 8 && !rc; i++)
+                    rc = entropy_row(job, &w, i, blame, err);
+        free(ls);
     }
+    for (size_t b = rs; b < r1 && !rc; b++) rc = entropy_row(job, &w, b, blame, err);
     gs_ws_free(&w);
     return rc;
 }

@@ -184,71 +184,94 @@ static int policy_rows(const gs_sac_policy_job *job, size_t r0, size_t r1, gs_er
 
 /* ---- continuous actor --------------------------------------------------------------- */
 
-int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
-                      gs_error *err) {
+/* Row b of gs_sac_continuous; 0 or the failure's status. */
+static int sac_continuous_row(const gs_sac_continuous_job *job, gs_ws *w, size_t b,
+                              gs_error *err) {
     const gs_dist *d = &job->dist;
     size_t M = job->samples, D = d->dim;
     double a = job->alpha;
-    assert(d->type == GS_TANH_NORMAL);
-    gs_ws w;
-    if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
-    int rc = 0;
-    for (size_t b = r0; b < r1 && !rc; b++) {
-        gs_cont_params(d, b, &w);
-        gs_cont_noise(d, &job->noise, b, &w);
-        gs_cont_from_eps(d, b, &w);
-        gs_cont_points(d, &w, job->actions + b * M * D);
-        memcpy(job->log_prob + b * M, w.lp, M * sizeof(double));
-        for (size_t m = 0; m < M; m++) w.w[m] = -w.lp[m];
-        job->entropy[b] = gs_mean_se(w.w, M, 1, job->se_entropy ? job->se_entropy + b : NULL);
-        if (job->q) {
-            const double *q = job->q + b * M;
-            for (size_t m = 0; m < M; m++) w.w[m] = a * w.lp[m] - q[m];
-            job->loss[b] = gs_mean_se(w.w, M, 1, job->se_loss ? job->se_loss + b : NULL);
-        }
-        const double *dq = job->dq_da + b * M * D;
-        /* mu: alpha 2t - dq s (1 - t^2);
-         * rho: alpha (-1 + 2 t sigma eps) - dq s (1 - t^2) sigma eps. */
-        if (D <= 8 && gs_vm_have_avx512())
-            gs_vm_sac_cont_terms_avx512(M, D, a, w.sigma, w.s, w.eps, w.omt2, w.t, dq, w.g0,
-                                        w.g1);
-        else
+    gs_cont_params(d, b, w);
+    gs_cont_noise(d, &job->noise, b, w);
+    gs_cont_from_eps(d, b, w);
+    gs_cont_points(d, w, job->actions + b * M * D);
+    memcpy(job->log_prob + b * M, w->lp, M * sizeof(double));
+    for (size_t m = 0; m < M; m++) w->w[m] = -w->lp[m];
+    job->entropy[b] = gs_mean_se(w->w, M, 1, job->se_entropy ? job->se_entropy + b : NULL);
+    if (job->q) {
+        const double *q = job->q + b * M;
+        for (size_t m = 0; m < M; m++) w->w[m] = a * w->lp[m] - q[m];
+        job->loss[b] = gs_mean_se(w->w, M, 1, job->se_loss ? job->se_loss + b : NULL);
+    }
+    const double *dq = job->dq_da + b * M * D;
+    /* mu: alpha 2t - dq s (1 - t^2);
+     * rho: alpha (-1 + 2 t sigma eps) - dq s (1 - t^2) sigma eps. */
+    if (D <= 8 && gs_vm_have_avx512())
+        gs_vm_sac_cont_terms_avx512(M, D, a, w->sigma, w->s, w->eps, w->omt2, w->t, dq, w->g0,
+                                    w->g1);
+    else
         for (size_t m = 0; m < M; m++)
             for (size_t i = 0; i < D; i++) {
                 size_t j = m * D + i;
-                double se = w.sigma[i] * w.eps[j], t = w.t[j];
-                double dadmu = w.s[i] * w.omt2[j];
-                w.g0[j] = a * 2.0 * t - dq[j] * dadmu;
-                w.g1[j] = a * (-1.0 + 2.0 * t * se) - dq[j] * dadmu * se;
+                double se = w->sigma[i] * w->eps[j], t = w->t[j];
+                double dadmu = w->s[i] * w->omt2[j];
+                w->g0[j] = a * 2.0 * t - dq[j] * dadmu;
+                w->g1[j] = a * (-1.0 + 2.0 * t * se) - dq[j] * dadmu * se;
             }
-        gs_export_terms(d, &w, b, &job->terms);
-        double *se0 = job->se_grad.p0 ? job->se_grad.p0 + b * D : NULL;
-        double *se1 = job->se_grad.p0 ? job->se_grad.p1 + b * D : NULL;
-        gs_reduce_terms2(w.g0, w.g1, M, D, job->grad.p0 + b * D, se0, job->grad.p1 + b * D, se1);
-        gs_scale_to_sigma(d, &w, job->grad.p1 + b * D, se1);
+    gs_export_terms(d, w, b, &job->terms);
+    double *se0 = job->se_grad.p0 ? job->se_grad.p0 + b * D : NULL;
+    double *se1 = job->se_grad.p0 ? job->se_grad.p1 + b * D : NULL;
+    gs_reduce_terms2(w->g0, w->g1, M, D, job->grad.p0 + b * D, se0, job->grad.p1 + b * D, se1);
+    gs_scale_to_sigma(d, w, job->grad.p1 + b * D, se1);
 
-        /* An infinite log-density: name the coordinate at fault (an
-         * overflowed scale, the caller's eps, a huge loc), not the row's
-         * loc (found by tests/test_sac.c). */
-        long lbad = gs_first_nonfinite(w.lp, M);
-        if (lbad >= 0) {
-            rc = gs_fail_lp(err, d, &w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)lbad);
-            break;
-        }
-        if (!isfinite(job->entropy[b]) || (job->se_entropy && !isfinite(job->se_entropy[b]))) {
-            rc = gs_fail_row(err, &w, GS_IN_LOC, b, -1, -1);
-            break;
-        }
-        if (job->q && (!isfinite(job->loss[b]) || (job->se_loss && !isfinite(job->se_loss[b])))) {
-            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
-            break;
-        }
-        const double *arr[4] = {job->grad.p0 + b * D, job->grad.p1 + b * D, se0, se1};
-        for (int k = 0; k < 4 && !rc; k++) {
-            long bad = arr[k] ? gs_first_nonfinite(arr[k], D) : -1;
-            if (bad >= 0) rc = gs_fail_row(err, &w, GS_IN_DQ_DA, b, -1, bad);
-        }
+    /* An infinite log-density: name the coordinate at fault (an
+     * overflowed scale, the caller's eps, a huge loc), not the row's
+     * loc (found by tests/test_sac.c). */
+    long lbad = gs_first_nonfinite(w->lp, M);
+    if (lbad >= 0)
+        return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)lbad);
+    if (!isfinite(job->entropy[b]) || (job->se_entropy && !isfinite(job->se_entropy[b])))
+        return gs_fail_row(err, w, GS_IN_LOC, b, -1, -1);
+    if (job->q && (!isfinite(job->loss[b]) || (job->se_loss && !isfinite(job->se_loss[b]))))
+        return gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
+    const double *arr[4] = {job->grad.p0 + b * D, job->grad.p1 + b * D, se0, se1};
+    for (int k = 0; k < 4; k++) {
+        long bad = arr[k] ? gs_first_nonfinite(arr[k], D) : -1;
+        if (bad >= 0) return gs_fail_row(err, w, GS_IN_DQ_DA, b, -1, bad);
     }
+    return 0;
+}
+
+int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
+                      gs_error *err) {
+    const gs_dist *d = &job->dist;
+    assert(d->type == GS_TANH_NORMAL);
+    gs_ws w;
+    if (gs_ws_init(&w, d, job->samples)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
+    int rc = 0;
+    /* On AVX-512, whole groups of eight rows at a time (gs_lanes_cont_avx512.c);
+     * a group with an output that is not finite goes through the row loop
+     * again, which names the fault, and so do the last r mod 8 rows and
+     * every row when per-sample terms are wanted: the same bits
+     * (tests/test_sac.c). */
+    gs_lanes_cont lc;
+    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &lc);
+    size_t b = r0;
+    if (ls) {
+        lc.kind = GS_LC_SAC;
+        lc.eps = job->noise.eps;
+        memcpy(lc.key, job->noise.rng.key, sizeof lc.key);
+        lc.dq = job->dq_da, lc.q = job->q, lc.alpha = job->alpha;
+        lc.x = job->actions, lc.lp = job->log_prob;
+        lc.stat = job->q ? job->loss : NULL, lc.se_stat = job->q ? job->se_loss : NULL;
+        lc.ent = job->entropy, lc.se_ent = job->se_entropy;
+        lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
+        lc.se0 = job->se_grad.p0, lc.se1 = job->se_grad.p0 ? job->se_grad.p1 : NULL;
+        for (; b + 8 <= r1 && !rc; b += 8)
+            if (gs_lanes_cont_avx512(&lc, b, 8, ls))
+                for (size_t i = b; i < b + 8 && !rc; i++) rc = sac_continuous_row(job, &w, i, err);
+        free(ls);
+    }
+    for (; b < r1 && !rc; b++) rc = sac_continuous_row(job, &w, b, err);
     gs_ws_free(&w);
     return rc;
 }

@@ -831,6 +831,20 @@ START_TEST(lanes_categorical) {
 }
 END_TEST
 
+/* The reparam estimator in lanes against the row loop (tc_lanes_vs_rows). */
+static int lanes_reparam_run(const tc_lanes_case *c, size_t r0, size_t r1, const tc_lanes_out *o,
+                             gs_error *err) {
+    int se = c->M != 2;
+    gs_entropy_job j = {.dist = c->dist, .estimator = GS_EST_REPARAM, .samples = c->M,
+                        .noise = {c->eps, c->rng}, .entropy = o->r0, .grad = {o->g0, o->g1},
+                        .se_entropy = se ? o->r1 : NULL,
+                        .se_grad = se ? (gs_pgrad){o->s0, o->s1} : (gs_pgrad){NULL, NULL}};
+    return gs_entropy(&j, r0, r1, err);
+}
+
+START_TEST(lanes_reparam) { tc_lanes_vs_rows(lanes_reparam_run, 0); }
+END_TEST
+
 static Suite *entropy_suite(void) {
     Suite *s = suite_create("entropy");
     TCase *tc = tcase_create("exact");
@@ -851,6 +865,7 @@ static Suite *entropy_suite(void) {
     tc = tcase_create("rows");
     tcase_add_test(tc, split_rows_bit_identical);
     tcase_add_test(tc, lanes_categorical);
+    tcase_add_test(tc, lanes_reparam);
     suite_add_tcase(s, tc);
     tc = tcase_create("edges");
     tcase_add_test(tc, edge_categorical);

@@ -1067,6 +1067,23 @@ START_TEST(sampled_se_near_one) {
 }
 END_TEST
 
+/* The continuous actor in lanes against the row loop (tc_lanes_vs_rows):
+ * with and without Q and standard errors. */
+static int lanes_continuous_run(const tc_lanes_case *c, size_t r0, size_t r1,
+                                const tc_lanes_out *o, gs_error *err) {
+    int se = c->M != 2, q = c->M != 7;
+    gs_sac_continuous_job j = {.dist = c->dist, .alpha = 0.3, .samples = c->M,
+                               .noise = {c->eps, c->rng}, .dq_da = c->in,
+                               .q = q ? c->in_m : NULL, .loss = o->r0, .entropy = o->r1,
+                               .log_prob = o->lp, .actions = o->x, .grad = {o->g0, o->g1},
+                               .se_loss = se ? o->r2 : NULL, .se_entropy = se ? o->r3 : NULL,
+                               .se_grad = se ? (gs_pgrad){o->s0, o->s1} : (gs_pgrad){NULL, NULL}};
+    return gs_sac_continuous(&j, r0, r1, err);
+}
+
+START_TEST(lanes_continuous) { tc_lanes_vs_rows(lanes_continuous_run, 1); }
+END_TEST
+
 static Suite *sac_suite(void) {
     Suite *s = suite_create("sac");
     TCase *tc = tcase_create("discrete");
@@ -1097,6 +1114,7 @@ static Suite *sac_suite(void) {
     tcase_add_test(tc, lanes_policy);
     tcase_add_test(tc, sampled_se_near_one);
     tcase_add_test(tc, lanes_errors);
+    tcase_add_test(tc, lanes_continuous);
     suite_add_tcase(s, tc);
     return s;
 }
