@@ -1,5 +1,6 @@
 /* test_rng.c - Check suite for gs_rng: Philox known answers, uniform/normal/categorical draws. */
 #include "test_core_util.h"
+#include "gs_vmath_impl.h"
 
 /* ---- Philox4x32-10 known answers (Random123's kat_vectors) ------------------ */
 
@@ -144,6 +145,32 @@ START_TEST(batched_draws_bit_exact) {
 }
 END_TEST
 
+/* gs_rng_normals_lanes_avx512 (eight rows, one per lane, for the lane
+ * kernels) draws exactly gs_rng_normals' normals of each row, across the
+ * 2^32 row boundary, for odd and even D. */
+START_TEST(normals_lanes_match_rows) {
+    if (!gs_vm_have_avx512()) return;
+    static const uint64_t rows[] = {0, 13, (1ULL << 32) - 5};
+    static const size_t DS[] = {1, 2, 5, 6, 9}, MS[] = {1, 3, 16};
+    enum { MM = 16, DD = 9 };
+    static double lanes[8 * MM * DD], z[MM * DD], scr[4 * 5 * MM];
+    gs_rng rng;
+    gs_rng_init(&rng, (1ULL << 40) + 77);
+    for (size_t r = 0; r < 3; r++)
+        for (size_t di = 0; di < 5; di++)
+            for (size_t mi = 0; mi < 3; mi++) {
+                size_t D = DS[di], M = MS[mi];
+                gs_rng_normals_lanes_avx512(rng.key, rows[r], M, D, lanes);
+                for (size_t l = 0; l < 8; l++) {
+                    gs_rng_normals(&rng, rows[r] + l, 0, M, D, z, scr);
+                    for (size_t j = 0; j < M * D; j++)
+                        ck_assert_msg(lanes[8 * j + l] == z[j], "row %zu + %zu D %zu M %zu: %zu",
+                                      r, l, D, M, j);
+                }
+            }
+}
+END_TEST
+
 START_TEST(normals_moments) {
     gs_rng rng;
     gs_rng_init(&rng, 2024);
@@ -268,6 +295,7 @@ static Suite *rng_suite(void) {
     tc = tcase_create("normals");
     tcase_add_test(tc, normals_box_muller_layout);
     tcase_add_test(tc, normals_moments);
+    tcase_add_test(tc, normals_lanes_match_rows);
     tcase_add_test(tc, normals_independent_of_what_else_is_drawn);
     suite_add_tcase(s, tc);
     tc = tcase_create("categorical");
