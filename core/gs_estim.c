@@ -225,7 +225,7 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
     /* The reparam estimator on AVX-512 likewise (gs_lanes_cont_avx512.c). */
     gs_lanes_cont lc;
     double *ls = job->estimator == GS_EST_REPARAM && !job->terms.p0
-                     ? gs_cont_lanes(d, &w, job->samples, &lc)
+                     ? gs_cont_lanes(d, &w, job->samples, r1 - r0, &lc)
                      : NULL;
     if (ls) {
         lc.kind = GS_LC_ENTROPY;
@@ -303,7 +303,7 @@ int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
      * every row when per-sample terms are wanted: the same bits
      * (tests/test_estim.c). */
     gs_lanes_cont lc;
-    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &lc);
+    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, r1 - r0, &lc);
     size_t b = r0;
     if (ls) {
         lc.kind = GS_LC_REPARAM;

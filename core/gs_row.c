@@ -100,9 +100,10 @@ void gs_cont_bounds(const gs_dist *d, gs_ws *w) {
  * blocks of 8 M D doubles then stay within L2. */
 enum { LANES_MAX_POINTS = 1024 };
 
-double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, gs_lanes_cont *lc) {
+double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, size_t rows, gs_lanes_cont *lc) {
     size_t D = d->dim;
-    if (d->type == GS_CATEGORICAL || !gs_vm_have_avx512() || M * D > LANES_MAX_POINTS) return NULL;
+    if (d->type == GS_CATEGORICAL || !gs_vm_have_avx512() || rows < 8 || M * D > LANES_MAX_POINTS)
+        return NULL;
     /* Without scratch the rows still go through the row loop. */
     double *p = malloc(gs_lanes_cont_scratch(D, M) * sizeof(double));
     if (!p) return NULL;
