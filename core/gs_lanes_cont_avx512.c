@@ -127,16 +127,16 @@ size_t gs_lanes_cont_scratch(size_t D, size_t M) {
     return 8 * (5 * kpad(M * D) + 2 * kpad(M) + 5 * kpad(D));
 }
 
-/* mean and (when se) the standard error of v[8 m] over m < M, lane by
- * lane: gs_mean_se's sums in its order. */
-static inline __m512d mean_se8(const double *v, size_t M, __m512d *se) {
+/* Mean and (when se) the standard error of v[8 m stride] over m < M, lane
+ * by lane: the sums of gs_mean_se and gs_reduce_terms, in their order. */
+static inline __m512d mean_se8(const double *v, size_t M, size_t stride, __m512d *se) {
     __m512d s = _mm512_setzero_pd();
-    for (size_t m = 0; m < M; m++) s = _mm512_add_pd(s, ld(v + 8 * m));
+    for (size_t m = 0; m < M; m++) s = _mm512_add_pd(s, ld(v + 8 * m * stride));
     __m512d mean = _mm512_div_pd(s, _mm512_set1_pd((double)M));
     if (se) {
         __m512d ss = _mm512_setzero_pd();
         for (size_t m = 0; m < M; m++) {
-            __m512d dv = _mm512_sub_pd(ld(v + 8 * m), mean);
+            __m512d dv = _mm512_sub_pd(ld(v + 8 * m * stride), mean);
             ss = _mm512_add_pd(ss, _mm512_mul_pd(dv, dv));
         }
         *se = M > 1 ? _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss, _mm512_set1_pd((double)(M - 1))),
@@ -157,7 +157,7 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
     const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), two = _mm512_set1_pd(2.0),
                   mone = _mm512_set1_pd(-1.0), mtwo = _mm512_set1_pd(-2.0),
                   half = _mm512_set1_pd(0.5), a = _mm512_set1_pd(k->alpha),
-                  a2 = _mm512_mul_pd(a, two), fM = _mm512_set1_pd((double)M);
+                  a2 = _mm512_mul_pd(a, two);
     __mmask8 lm = lane_mask(nl), nf = 0;
     int tanh_ = k->tanh_;
 
@@ -171,8 +171,6 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
         if (k->scale_is_sigma) rho = Sleef_logd8_u10avx512f(sc);
         else st(c.sg + 8 * i, Sleef_expd8_u10avx512f(sc));
         base = _mm512_sub_pd(base, _mm512_add_pd(rho, _mm512_set1_pd(0.91893853320467274178)));
-        st(c.s0 + 8 * i, zero);
-        st(c.s1 + 8 * i, zero);
     }
     if (tanh_)
         for (size_t i = 0; i < D; i++) base = _mm512_sub_pd(base, _mm512_set1_pd(k->logs[i]));
@@ -232,8 +230,6 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
             }
             st(c.g0 + 8 * j, g0);
             st(c.g1 + 8 * j, g1);
-            st(c.s0 + 8 * i, _mm512_add_pd(ld(c.s0 + 8 * i), g0));
-            st(c.s1 + 8 * i, _mm512_add_pd(ld(c.s1 + 8 * i), g1));
         }
         if (tanh_)
             for (size_t i = 0; i < D; i++) l = _mm512_sub_pd(l, ld(c.l1 + 8 * i));
@@ -245,23 +241,10 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
     /* Means, standard errors (two passes over the stored terms), and the
      * scale's gradient divided by sigma when the caller sent sigma. */
     int se = k->se0 != NULL;
-    __m512d f1 = _mm512_set1_pd((double)(M - 1));
     for (size_t i = 0; i < D; i++) {
-        __m512d mu0 = _mm512_div_pd(ld(c.s0 + 8 * i), fM), mu1 = _mm512_div_pd(ld(c.s1 + 8 * i), fM);
         __m512d e0 = zero, e1 = zero;
-        if (se) {
-            __m512d ss0 = zero, ss1 = zero;
-            for (size_t m = 0; m < M; m++) {
-                __m512d d0 = _mm512_sub_pd(ld(c.g0 + 8 * (m * D + i)), mu0);
-                __m512d d1 = _mm512_sub_pd(ld(c.g1 + 8 * (m * D + i)), mu1);
-                ss0 = _mm512_add_pd(ss0, _mm512_mul_pd(d0, d0));
-                ss1 = _mm512_add_pd(ss1, _mm512_mul_pd(d1, d1));
-            }
-            if (M > 1) {
-                e0 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss0, f1), fM));
-                e1 = _mm512_sqrt_pd(_mm512_div_pd(_mm512_div_pd(ss1, f1), fM));
-            }
-        }
+        __m512d mu0 = mean_se8(c.g0 + 8 * i, M, D, se ? &e0 : NULL);
+        __m512d mu1 = mean_se8(c.g1 + 8 * i, M, D, se ? &e1 : NULL);
         if (k->scale_is_sigma) {
             __m512d sg = ld(c.sg + 8 * i);
             mu1 = _mm512_div_pd(mu1, sg);
@@ -277,7 +260,7 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
     /* Per-row statistics: the entropy -mean l_m, SAC's loss mean(alpha l_m - q_m). */
     if (k->kind != GS_LC_REPARAM) {
         for (size_t m = 0; m < M; m++) st(c.g0 + 8 * m, neg8(ld(c.lp + 8 * m)));
-        __m512d hse = zero, h = mean_se8(c.g0, M, k->kind == GS_LC_ENTROPY ? (k->se_stat ? &hse : NULL)
+        __m512d hse = zero, h = mean_se8(c.g0, M, 1, k->kind == GS_LC_ENTROPY ? (k->se_stat ? &hse : NULL)
                                                                             : (k->se_ent ? &hse : NULL));
         double *ho = k->kind == GS_LC_ENTROPY ? k->stat : k->ent;
         double *hs = k->kind == GS_LC_ENTROPY ? k->se_stat : k->se_ent;
@@ -287,7 +270,7 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
         if (k->kind == GS_LC_SAC && k->q) {
             for (size_t m = 0; m < M; m++)
                 st(c.g0 + 8 * m, _mm512_sub_pd(_mm512_mul_pd(a, ld(c.lp + 8 * m)), ld(c.qv + 8 * m)));
-            __m512d lse = zero, loss = mean_se8(c.g0, M, k->se_stat ? &lse : NULL);
+            __m512d lse = zero, loss = mean_se8(c.g0, M, 1, k->se_stat ? &lse : NULL);
             nf |= nonfinite(loss) | nonfinite(lse);
             _mm512_mask_storeu_pd(k->stat + b, lm, loss);
             if (k->se_stat) _mm512_mask_storeu_pd(k->se_stat + b, lm, lse);
