@@ -109,7 +109,7 @@ int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
     if (gs_ws_init(&w, d, M)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
     int rc = 0;
     /* A normal on AVX-512: whole groups of eight rows at a time
-     * (gs_lanes_avx512.c); a group with a row that needs the row loop's
+     * (gs_lanes_cont_avx512.c); a group with a row that needs the row loop's
      * checks (or its divisions) goes through it again, and so do the last
      * r mod 8 rows: the same bits (tests/test_dist.c). */
     size_t b = r0;
