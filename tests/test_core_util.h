@@ -159,12 +159,14 @@ static inline double tc_gauss_expect(double (*h)(double, void *), void *ctx) {
 /* ---- lanes against rows ---------------------------------------------------------
  * On AVX-512 the continuous kernels take whole groups of eight rows in
  * vector lanes (gs_lanes_cont_avx512.c) and single rows through the row
- * loop. tc_lanes_vs_rows runs a kernel over TC_LB rows at once (two groups
- * in lanes, five rows in the row loop) and row by row (all in the row
- * loop), over normal and tanh_normal (bounds or not), log_scale and scale,
- * D of 1, 3, 6 and 9, M of 1, 2 and 7, noise from the seed and the
- * caller's, extreme scales and saturated tanh: every output byte for byte,
- * and with row 10 failing (its scale overflows), the same error. */
+ * loop. tc_lanes_vs_rows runs a kernel over TC_LB rows at once (groups from
+ * row 0, five rows left to the row loop), as rows 0-2 then 3-20 (groups
+ * from row 3) and row by row (all in the row loop), over normal and
+ * tanh_normal (bounds or not), log_scale and scale, D of 1, 3, 6 and 9, M
+ * of 1, 2 and 7, noise from the seed and the caller's, extreme scales and
+ * saturated tanh: every output byte for byte; and with row 10 failing (its
+ * scale overflows, and with the caller's noise a sample's eps too), the
+ * same error from all three. */
 enum { TC_LB = 21, TC_FAIL_ROW = 10 };
 
 typedef struct {
@@ -190,7 +192,7 @@ static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only) {
     static const size_t DS[] = {1, 3, 6, 9}, MS[] = {1, 2, 7};
     enum { MD = 9 * 7, N = TC_LB * MD };
     static double loc[TC_LB * 9], sc[TC_LB * 9], eps[N], in[N], in_m[TC_LB * 7];
-    static double a[2][10][N];
+    static double a[3][10][N];
     int nfail = 0;
     for (size_t j = 0; j < N; j++) eps[j] = 2.5 * sin(0.61 * j), in[j] = cos(0.23 * j);
     for (size_t j = 0; j < TC_LB * 7; j++) in_m[j] = 0.5 * sin(0.7 * j);
@@ -216,34 +218,41 @@ static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only) {
                                      .low = bounds ? LOW : NULL, .high = bounds ? HIGH : NULL},
                             .M = M, .eps = caller ? eps : NULL, .in = in, .in_m = in_m};
                         gs_rng_init(&c.rng, 40 + (uint64_t)v);
-                        gs_error e[2] = {{0}, {0}};
-                        int rc[2] = {0, 0};
-                        for (int k = 0; k < 2; k++) {
+                        /* Runs: all rows at once (groups from row 0), rows 0-2
+                         * then 3-20 (groups from row 3), row by row. */
+                        gs_error e[3] = {{0}, {0}, {0}};
+                        int rc[3] = {0, 0, 0};
+                        for (int k = 0; k < 3; k++) {
                             memset(a[k], 0xee, sizeof a[k]);
                             tc_lanes_out o = {a[k][0], a[k][1], a[k][2], a[k][3], a[k][4],
                                               a[k][5], a[k][6], a[k][7], a[k][8], a[k][9]};
                             if (k == 0) rc[0] = run(&c, 0, TC_LB, &o, &e[0]);
-                            for (size_t b = 0; k == 1 && b < TC_LB && !rc[1]; b++)
-                                rc[1] = run(&c, b, b + 1, &o, &e[1]);
+                            if (k == 1 && !(rc[1] = run(&c, 0, 3, &o, &e[1])))
+                                rc[1] = run(&c, 3, TC_LB, &o, &e[1]);
+                            for (size_t b = 0; k == 2 && b < TC_LB && !rc[2]; b++)
+                                rc[2] = run(&c, b, b + 1, &o, &e[2]);
                         }
                         *ef = e0;
                         /* A normal's log_scale of 800 is no fault without the
                          * caller's noise: its entropy is finite. */
-                        ck_assert_msg(rc[0] == rc[1] && (rc[0] == 0 || (fail && rc[0] == GS_ENONFINITE)),
-                                      "v %d D %zu M %zu caller %d fail %d: rc %d and %d", v, D,
-                                      M, caller, fail, rc[0], rc[1]);
+                        ck_assert_msg(rc[0] == rc[2] && rc[1] == rc[2] &&
+                                          (rc[0] == 0 || (fail && rc[0] == GS_ENONFINITE)),
+                                      "v %d D %zu M %zu caller %d fail %d: rc %d, %d and %d", v,
+                                      D, M, caller, fail, rc[0], rc[1], rc[2]);
                         nfail += rc[0] != 0;
-                        if (rc[0]) {
-                            ck_assert_int_eq(e[0].row, TC_FAIL_ROW);
-                            ck_assert(e[0].status == e[1].status && e[0].input == e[1].input &&
-                                      e[0].row == e[1].row && e[0].sample == e[1].sample &&
-                                      e[0].col == e[1].col);
-                        } else {
-                            for (int k = 0; k < 10; k++)
-                                ck_assert_msg(memcmp(a[0][k], a[1][k], sizeof a[0][k]) == 0,
-                                              "v %d D %zu M %zu caller %d: output %d differs "
-                                              "between lanes and rows",
-                                              v, D, M, caller, k);
+                        for (int k = 0; k < 2; k++) {
+                            if (rc[0]) {
+                                ck_assert_int_eq(e[k].row, TC_FAIL_ROW);
+                                ck_assert(e[k].status == e[2].status && e[k].input == e[2].input &&
+                                          e[k].row == e[2].row && e[k].sample == e[2].sample &&
+                                          e[k].col == e[2].col);
+                                continue;
+                            }
+                            for (int j = 0; j < 10; j++)
+                                ck_assert_msg(memcmp(a[k][j], a[2][j], sizeof a[k][j]) == 0,
+                                              "v %d D %zu M %zu caller %d: output %d of run %d "
+                                              "differs from the row loop's",
+                                              v, D, M, caller, j, k);
                         }
                     }
     /* Most failing cases fail (all but the normal's log_scale overflow
