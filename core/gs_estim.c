@@ -225,12 +225,10 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
     /* The reparam estimator on AVX-512 likewise (gs_lanes_cont_avx512.c). */
     gs_lanes_cont lc;
     double *ls = job->estimator == GS_EST_REPARAM && !job->terms.p0
-                     ? gs_cont_lanes(d, &w, job->samples, r1 - r0, &lc)
+                     ? gs_cont_lanes(d, &w, job->samples, &job->noise, r1 - r0, &lc)
                      : NULL;
     if (ls) {
         lc.kind = GS_LC_ENTROPY;
-        lc.eps = job->noise.eps;
-        memcpy(lc.key, job->noise.rng.key, sizeof lc.key);
         lc.stat = job->entropy, lc.se_stat = job->se_entropy;
         lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
         lc.se0 = job->se_entropy ? job->se_grad.p0 : NULL;
@@ -303,12 +301,10 @@ int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
      * every row when per-sample terms are wanted: the same bits
      * (tests/test_estim.c). */
     gs_lanes_cont lc;
-    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, r1 - r0, &lc);
+    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &job->noise, r1 - r0, &lc);
     size_t b = r0;
     if (ls) {
         lc.kind = GS_LC_REPARAM;
-        lc.eps = job->noise.eps;
-        memcpy(lc.key, job->noise.rng.key, sizeof lc.key);
         lc.gx = job->grad_x, lc.glp = job->grad_log_prob;
         lc.x = job->x, lc.lp = job->log_prob;
         lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;

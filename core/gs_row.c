@@ -100,7 +100,8 @@ void gs_cont_bounds(const gs_dist *d, gs_ws *w) {
  * blocks of 8 M D doubles then stay within L2. */
 enum { LANES_MAX_POINTS = 1024 };
 
-double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, size_t rows, gs_lanes_cont *lc) {
+double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, const gs_noise *n, size_t rows,
+                      gs_lanes_cont *lc) {
     size_t D = d->dim;
     if (d->type == GS_CATEGORICAL || !gs_vm_have_avx512() || rows < 8 || M * D > LANES_MAX_POINTS)
         return NULL;
@@ -119,7 +120,9 @@ double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, size_t rows, gs_lane
                           .s = w->s,
                           .logs = w->logs,
                           .low = tanh_ ? d->low : NULL,
-                          .high = tanh_ ? d->high : NULL};
+                          .high = tanh_ ? d->high : NULL,
+                          .eps = n->eps,
+                          .key = {n->rng.key[0], n->rng.key[1]}};
     return p;
 }
 

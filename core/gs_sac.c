@@ -254,12 +254,10 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
      * every row when per-sample terms are wanted: the same bits
      * (tests/test_sac.c). */
     gs_lanes_cont lc;
-    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, r1 - r0, &lc);
+    double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &job->noise, r1 - r0, &lc);
     size_t b = r0;
     if (ls) {
         lc.kind = GS_LC_SAC;
-        lc.eps = job->noise.eps;
-        memcpy(lc.key, job->noise.rng.key, sizeof lc.key);
         lc.dq = job->dq_da, lc.q = job->q, lc.alpha = job->alpha;
         lc.x = job->actions, lc.lp = job->log_prob;
         lc.stat = job->q ? job->loss : NULL, lc.se_stat = job->q ? job->se_loss : NULL;
