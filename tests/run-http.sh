@@ -45,19 +45,30 @@ until curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; do
 done
 echo "== gradserve at $url ($BIN)"
 
-export GRADSERVE_TEST_URL="$url" GRADSERVE_TEST_BIN="$BIN"
+export GRADSERVE_TEST_URL="$url" GRADSERVE_TEST_BIN="$BIN" CK_DEFAULT_TIMEOUT=120
 failed=0
+# run NAME CMD...: runs one suite, its output shown as it comes; when it
+# fails, its failure lines (Check's ":F:"/":E:", the scripts' "FAIL") are
+# kept for the summary printed last, so that they end the output.
+run() {
+    name=$1
+    shift
+    echo "== $name"
+    { "$@" 2>&1 || echo "$?" >"$tmp/status"; } | tee "$tmp/out"
+    [ -f "$tmp/status" ] || return 0
+    rm -f "$tmp/status"
+    failed=1
+    echo "== $name failed:" >>"$tmp/failures"
+    grep -E ':[EF]:|^FAIL' "$tmp/out" >>"$tmp/failures" || tail -5 "$tmp/out" >>"$tmp/failures"
+}
 for t in "$BUILD"/tests/test_http*; do
     [ -f "$t" ] && [ -x "$t" ] || continue
-    echo "== $t"
-    CK_DEFAULT_TIMEOUT=120 "$t" || failed=1
+    run "$t" "$t"
 done
-echo "== tests/smoke.sh"
-sh tests/smoke.sh "$url" || failed=1
+run tests/smoke.sh sh tests/smoke.sh "$url"
 for s in tests/http-*.sh; do
     [ -f "$s" ] && [ -x "$s" ] || continue
-    echo "== $s"
-    "$s" "$url" || failed=1
+    run "$s" "$s" "$url"
 done
 
 # The server must stop cleanly: exit 0 (under ASan, also no leaks).
@@ -71,8 +82,10 @@ if [ $status -ne 0 ]; then
     exit 1
 fi
 if [ $failed -ne 0 ]; then
-    echo "run-http.sh: some HTTP tests failed; server log:" >&2
+    echo "run-http.sh: some HTTP tests failed; the server log:" >&2
     cat "$log" >&2
+    echo "run-http.sh: the failures (the server log is above):" >&2
+    cat "$tmp/failures" >&2
     exit 1
 fi
 echo "== HTTP tests passed; the server stopped cleanly"
