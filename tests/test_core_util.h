@@ -3,6 +3,7 @@
 #define TEST_CORE_UTIL_H
 
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,10 +164,11 @@ static inline double tc_gauss_expect(double (*h)(double, void *), void *ctx) {
  * row 0, five rows left to the row loop), as rows 0-2 then 3-20 (groups
  * from row 3) and row by row (all in the row loop), over normal and
  * tanh_normal (bounds or not), log_scale and scale, D of 1, 3, 6 and 9, M
- * of 1, 2 and 7, noise from the seed and the caller's, extreme scales and
- * saturated tanh: every output byte for byte; and with row 10 failing (its
- * scale overflows, and with the caller's noise a sample's eps too), the
- * same error from all three. */
+ * of 1, 2, 7 and 16, noise from the seed and the caller's (with zeros of
+ * both signs), locs of -0 and +-40 (tanh saturated), extreme scales: every
+ * output byte for byte; and with row 10 failing (its scale overflows, and
+ * with the caller's noise a sample's eps too; or the inputs of its points
+ * and samples are the largest double), the same error from all three. */
 enum { TC_LB = 21, TC_FAIL_ROW = 10 };
 
 typedef struct {
@@ -185,33 +187,43 @@ typedef struct {
 typedef int (*tc_lanes_run)(const tc_lanes_case *c, size_t r0, size_t r1, const tc_lanes_out *o,
                             gs_error *err);
 
-static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only) {
+static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only, int has_inputs) {
     static const double ext[] = {-20.0, -5.0, 0.0, 5.0, 20.0};
     static const double LOW[9] = {-2.0, 0.0, -1.0, -3.0, 1.0, -0.5, -2.0, 0.0, -8.0};
     static const double HIGH[9] = {2.0, 3.0, 1.0, 0.5, 4.0, 0.5, 6.0, 1e-3, 8.0};
-    static const size_t DS[] = {1, 3, 6, 9}, MS[] = {1, 2, 7};
-    enum { MD = 9 * 7, N = TC_LB * MD };
-    static double loc[TC_LB * 9], sc[TC_LB * 9], eps[N], in[N], in_m[TC_LB * 7];
+    static const size_t DS[] = {1, 3, 6, 9}, MS[] = {1, 2, 7, 16};
+    enum { MD = 9 * 16, N = TC_LB * MD };
+    static double loc[TC_LB * 9], sc[TC_LB * 9], eps[N], in[N], in_m[TC_LB * 16];
     static double a[3][10][N];
-    int nfail = 0;
-    for (size_t j = 0; j < N; j++) eps[j] = 2.5 * sin(0.61 * j), in[j] = cos(0.23 * j);
-    for (size_t j = 0; j < TC_LB * 7; j++) in_m[j] = 0.5 * sin(0.7 * j);
+    int nfail = 0, ninput = 0;
     for (int v = tanh_only ? 2 : 0; v < 6; v++)
         for (size_t di = 0; di < 4; di++)
-            for (size_t mi = 0; mi < 3; mi++)
+            for (size_t mi = 0; mi < 4; mi++)
                 for (int caller = 0; caller < 2; caller++)
-                    for (int fail = 0; fail < 2; fail++) {
-                        size_t D = DS[di], M = MS[mi];
+                    for (int fail = 0; fail < 3; fail++) {
+                        size_t D = DS[di], M = MS[mi], L = M * D;
                         int sig = v & 1, tanh_ = v >= 2, bounds = v >= 4;
                         for (size_t j = 0; j < TC_LB * D; j++) {
                             double ls = j % 7 == 3 ? ext[j % 5] : 0.8 * sin(0.9 * j);
-                            loc[j] = j % 11 == 5 ? 40.0 * cos(1.0 * j) : 2.0 * cos(0.3 * j);
+                            loc[j] = j % 11 == 5 ? 40.0 * cos(1.0 * j)
+                                     : j % 13 == 4 ? -0.0
+                                                   : 2.0 * cos(0.3 * j);
                             sc[j] = sig ? exp(ls) : ls;
                         }
-                        if (fail) sc[TC_FAIL_ROW * D + D / 2] = sig ? INFINITY : 800.0;
-                        /* The caller's noise fails too (its square overflows). */
-                        double *ef = &eps[(TC_FAIL_ROW * M + M - 1) * D], e0 = *ef;
-                        if (fail && caller) *ef = 1e200;
+                        for (size_t j = 0; j < TC_LB * L; j++) {
+                            eps[j] = j % 17 == 1 ? 0.0 : j % 19 == 2 ? -0.0 : 2.5 * sin(0.61 * j);
+                            in[j] = cos(0.23 * j);
+                        }
+                        for (size_t j = 0; j < TC_LB * M; j++) in_m[j] = 0.5 * sin(0.7 * j);
+                        if (fail == 1) {
+                            sc[TC_FAIL_ROW * D + D / 2] = sig ? INFINITY : 800.0;
+                            /* The caller's noise fails too (its square overflows). */
+                            if (caller) eps[(TC_FAIL_ROW * M + M - 1) * D] = 1e200;
+                        }
+                        if (fail == 2) {
+                            for (size_t j = 0; j < L; j++) in[TC_FAIL_ROW * L + j] = DBL_MAX;
+                            for (size_t m = 0; m < M; m++) in_m[TC_FAIL_ROW * M + m] = DBL_MAX;
+                        }
                         tc_lanes_case c = {
                             .dist = {.type = tanh_ ? GS_TANH_NORMAL : GS_NORMAL, .rows = TC_LB,
                                      .dim = D, .loc = loc, .scale = sc, .scale_is_sigma = sig,
@@ -232,14 +244,16 @@ static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only) {
                             for (size_t b = 0; k == 2 && b < TC_LB && !rc[2]; b++)
                                 rc[2] = run(&c, b, b + 1, &o, &e[2]);
                         }
-                        *ef = e0;
                         /* A normal's log_scale of 800 is no fault without the
-                         * caller's noise: its entropy is finite. */
+                         * caller's noise: its entropy is finite; nor are inputs
+                         * at the largest double for a kernel without inputs,
+                         * or one whose terms stay finite. */
                         ck_assert_msg(rc[0] == rc[2] && rc[1] == rc[2] &&
                                           (rc[0] == 0 || (fail && rc[0] == GS_ENONFINITE)),
                                       "v %d D %zu M %zu caller %d fail %d: rc %d, %d and %d", v,
                                       D, M, caller, fail, rc[0], rc[1], rc[2]);
-                        nfail += rc[0] != 0;
+                        nfail += fail == 1 && rc[0] != 0;
+                        ninput += fail == 2 && rc[0] != 0;
                         for (int k = 0; k < 2; k++) {
                             if (rc[0]) {
                                 ck_assert_int_eq(e[k].row, TC_FAIL_ROW);
@@ -257,7 +271,8 @@ static inline void tc_lanes_vs_rows(tc_lanes_run run, int tanh_only) {
                     }
     /* Most failing cases fail (all but the normal's log_scale overflow
      * with the seed's noise, for the entropy). */
-    ck_assert_int_ge(nfail, (tanh_only ? 4 : 6) * 4 * 3 * 2 - 4 * 3);
+    ck_assert_int_ge(nfail, (tanh_only ? 4 : 6) * 4 * 4 * 2 - 4 * 4);
+    if (has_inputs) ck_assert_int_gt(ninput, 0);
 }
 
 /* ---- runner --------------------------------------------------------------------

@@ -842,7 +842,7 @@ static int lanes_reparam_run(const tc_lanes_case *c, size_t r0, size_t r1, const
     return gs_entropy(&j, r0, r1, err);
 }
 
-START_TEST(lanes_reparam) { tc_lanes_vs_rows(lanes_reparam_run, 0); }
+START_TEST(lanes_reparam) { tc_lanes_vs_rows(lanes_reparam_run, 0, 0); }
 END_TEST
 
 static Suite *entropy_suite(void) {

@@ -612,7 +612,7 @@ static int lanes_reparam(const tc_lanes_case *c, size_t r0, size_t r1, const tc_
     return gs_reparam(&j, r0, r1, err);
 }
 
-START_TEST(reparam_lanes_match_rows) { tc_lanes_vs_rows(lanes_reparam, 0); }
+START_TEST(reparam_lanes_match_rows) { tc_lanes_vs_rows(lanes_reparam, 0, 1); }
 END_TEST
 
 START_TEST(edge_extremes) {

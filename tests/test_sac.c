@@ -1081,7 +1081,7 @@ static int lanes_continuous_run(const tc_lanes_case *c, size_t r0, size_t r1,
     return gs_sac_continuous(&j, r0, r1, err);
 }
 
-START_TEST(lanes_continuous) { tc_lanes_vs_rows(lanes_continuous_run, 1); }
+START_TEST(lanes_continuous) { tc_lanes_vs_rows(lanes_continuous_run, 1, 1); }
 END_TEST
 
 static Suite *sac_suite(void) {
