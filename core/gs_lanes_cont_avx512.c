@@ -193,7 +193,8 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
             __m512d t = zero, omt2 = zero, l1, g0, g1;
             l = _mm512_sub_pd(l, _mm512_mul_pd(_mm512_mul_pd(half, e), e));
             if (tanh_) {
-                tanh8(u, &t, &omt2, &l1);
+                /* The entropy's terms do not use 1 - t^2. */
+                tanh8(u, &t, k->kind == GS_LC_ENTROPY ? NULL : &omt2, &l1);
                 st(c.l1 + 8 * i, l1);
             }
             if (k->x) {

@@ -23,11 +23,11 @@ __m512d _ZGVeN8v_expm1(__m512d x);
 /* gs_vm_tanh_parts eight at a time, in one pass: x = -2|u|, em = expm1 x,
  * q = 2 + em; t = -em / q with u's sign (negated when u < 0, as the scalar
  * -t is: u = -0 keeps +0), 1 - t^2 = 4 e^x / (q q), log(1 - t^2) =
- * 2 (log 2 - |u| - log q). */
+ * 2 (log 2 - |u| - log q). omt2 may be NULL: then e^x is not computed. */
 static inline void tanh8(__m512d u, __m512d *t, __m512d *omt2, __m512d *l1mt2) {
     const __m512d two = _mm512_set1_pd(2.0);
     __m512d a = _mm512_abs_pd(u), x = _mm512_mul_pd(_mm512_set1_pd(-2.0), a);
-    __m512d em = _ZGVeN8v_expm1(x), e = Sleef_expd8_u10avx512f(x);
+    __m512d em = _ZGVeN8v_expm1(x);
     __m512d q = _mm512_add_pd(two, em), lg = Sleef_logd8_u35avx512f(q);
     __m512d tt = _mm512_div_pd(_mm512_sub_pd(_mm512_setzero_pd(), em), q);
     __mmask8 neg = _mm512_cmp_pd_mask(u, _mm512_setzero_pd(), _CMP_LT_OQ);
@@ -35,7 +35,9 @@ static inline void tanh8(__m512d u, __m512d *t, __m512d *omt2, __m512d *l1mt2) {
                                                    _mm512_castpd_si512(tt),
                                                    _mm512_set1_epi64((long long)0x8000000000000000ULL)));
     *t = tt;
-    *omt2 = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(4.0), e), _mm512_mul_pd(q, q));
+    if (omt2)
+        *omt2 = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(4.0), Sleef_expd8_u10avx512f(x)),
+                              _mm512_mul_pd(q, q));
     *l1mt2 = _mm512_mul_pd(two, _mm512_sub_pd(_mm512_sub_pd(_mm512_set1_pd(0.69314718055994530942), a), lg));
 }
 
