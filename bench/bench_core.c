@@ -246,27 +246,18 @@ static double time_reps(const kjob *k, size_t B, long reps) {
     return now() - t0;
 }
 
-/* Rows per second of one point: grow the repetition count until a run takes
- * min_time, then the best of `trials` runs of that many repetitions. */
-static double bench_point(const kjob *k, size_t B, double min_time, int trials,
-                          long *reps_out) {
+/* The repetition count of one point: grown until a run takes min_time. */
+static long calibrate(const kjob *k, size_t B, double min_time) {
     long reps = 1;
     run_or_die(k, B); /* warm-up: caches, page faults, lazy dispatch */
     for (;;) {
         double t = time_reps(k, B, reps);
-        if (t >= min_time) break;
+        if (t >= min_time) return reps;
         double grow = t > 0 ? 1.2 * min_time / t : 100.0;
         if (grow > 100.0) grow = 100.0;
         if (grow < 2.0) grow = 2.0;
         reps = (long)((double)reps * grow) + 1;
     }
-    double best = INFINITY;
-    for (int i = 0; i < trials; i++) {
-        double t = time_reps(k, B, reps);
-        if (t < best) best = t;
-    }
-    *reps_out = reps;
-    return (double)B * (double)reps / best;
 }
 
 /* ---- check mode: outputs for a few rows, read by torch_core.py --check ----- */
@@ -406,19 +397,37 @@ int main(int argc, char **argv) {
 
     bufs b;
     bufs_init(&b, bmax);
-    printf("# bench_core: one thread, simd %s, %s clock, min %.2f s per run, best of %d\n",
+    printf("# bench_core: one thread, simd %s, %s clock, min %.2f s per run, best of %d "
+           "spread over the run\n",
            gs_vm_isa(), bench_clock == CLOCK_MONOTONIC ? "wall" : "thread CPU", min_time,
            trials);
+    /* Every point's best of `trials` runs, the trials spread over the whole
+     * run (all points once, then all again, ...): this machine has spells
+     * of some seconds at a fraction of its speed, which back-to-back trials
+     * of one point would all fall into. */
+    struct {
+        kjob k;
+        size_t B;
+        long reps;
+        double best;
+    } pt[K_COUNT * 16];
+    size_t np = 0;
     for (int kind = 0; kind < K_COUNT; kind++) {
         if (!wanted(kernels, NAMES[kind])) continue;
-        for (size_t s = 0; s < nsizes; s++) {
-            kjob k;
-            make_job(&k, kind, &b, sizes[s], 0);
-            long reps;
-            double rps = bench_point(&k, sizes[s], min_time, trials, &reps);
-            printf("%s\t%zu\t%.6g\t%ld\n", k.name, sizes[s], rps, reps);
-            fflush(stdout);
+        for (size_t s = 0; s < nsizes; s++, np++) {
+            make_job(&pt[np].k, kind, &b, sizes[s], 0);
+            pt[np].B = sizes[s];
+            pt[np].reps = calibrate(&pt[np].k, sizes[s], min_time);
+            pt[np].best = INFINITY;
         }
     }
+    for (int t = 0; t < trials; t++)
+        for (size_t i = 0; i < np; i++) {
+            double dt = time_reps(&pt[i].k, pt[i].B, pt[i].reps);
+            if (dt < pt[i].best) pt[i].best = dt;
+        }
+    for (size_t i = 0; i < np; i++)
+        printf("%s\t%zu\t%.6g\t%ld\n", pt[i].k.name, pt[i].B,
+               (double)pt[i].B * (double)pt[i].reps / pt[i].best, pt[i].reps);
     return 0;
 }
