@@ -171,9 +171,10 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
 }
 
 /* Row b of gs_entropy; 0 or the failure's status. */
-static int entropy_row(const gs_entropy_job *job, gs_ws *w, size_t b, gs_input blame,
-                       gs_error *err) {
+static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
+    const gs_entropy_job *job = arg;
     const gs_dist *d = &job->dist;
+    gs_input blame = d->type == GS_CATEGORICAL ? GS_IN_LOGITS : GS_IN_LOC;
     int exact = job->estimator == GS_EST_EXACT;
     if (exact) entropy_exact_row(job, w, b);
     else entropy_mc_row(job, w, b);
@@ -233,13 +234,9 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
         lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
         lc.se0 = job->se_entropy ? job->se_grad.p0 : NULL;
         lc.se1 = job->se_entropy ? job->se_grad.p1 : NULL;
-        for (; rs + 8 <= r1 && !rc; rs += 8)
-            if (gs_lanes_cont_avx512(&lc, rs, 8, ls))
-                for (size_t i = rs; i < rs + 8 && !rc; i++)
-                    rc = entropy_row(job, &w, i, blame, err);
-        free(ls);
     }
-    for (size_t b = rs; b < r1 && !rc; b++) rc = entropy_row(job, &w, b, blame, err);
+    if (!rc) rc = gs_cont_rows(&lc, ls, entropy_row, job, &w, rs, r1, err);
+    else free(ls);
     gs_ws_free(&w);
     return rc;
 }
@@ -247,7 +244,8 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
 /* ---- pathwise gradient of E[f] ---------------------------------------------- */
 
 /* Row b of gs_reparam; 0 or the failure's status. */
-static int reparam_row(const gs_reparam_job *job, gs_ws *w, size_t b, gs_error *err) {
+static int reparam_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
+    const gs_reparam_job *job = arg;
     const gs_dist *d = &job->dist;
     size_t M = job->samples, D = d->dim;
     int tanh_ = d->type == GS_TANH_NORMAL;
@@ -294,27 +292,18 @@ int gs_reparam(const gs_reparam_job *job, size_t r0, size_t r1, gs_error *err) {
     assert(d->type != GS_CATEGORICAL);
     gs_ws w;
     if (gs_ws_init(&w, d, job->samples)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
-    int rc = 0;
-    /* On AVX-512, whole groups of eight rows at a time (gs_lanes_cont_avx512.c);
-     * a group with an output that is not finite goes through the row loop
-     * again, which names the fault, and so do the last r mod 8 rows and
-     * every row when per-sample terms are wanted: the same bits
-     * (tests/test_estim.c). */
+    /* On AVX-512, groups of eight rows in lanes (gs_cont_rows), unless
+     * per-sample terms are wanted. */
     gs_lanes_cont lc;
     double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &job->noise, r1 - r0, &lc);
-    size_t b = r0;
     if (ls) {
         lc.kind = GS_LC_REPARAM;
         lc.gx = job->grad_x, lc.glp = job->grad_log_prob;
         lc.x = job->x, lc.lp = job->log_prob;
         lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
         lc.se0 = job->se_grad.p0, lc.se1 = job->se_grad.p0 ? job->se_grad.p1 : NULL;
-        for (; b + 8 <= r1 && !rc; b += 8)
-            if (gs_lanes_cont_avx512(&lc, b, 8, ls))
-                for (size_t i = b; i < b + 8 && !rc; i++) rc = reparam_row(job, &w, i, err);
-        free(ls);
     }
-    for (; b < r1 && !rc; b++) rc = reparam_row(job, &w, b, err);
+    int rc = gs_cont_rows(&lc, ls, reparam_row, job, &w, r0, r1, err);
     gs_ws_free(&w);
     return rc;
 }

@@ -126,6 +126,19 @@ double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, const gs_noise *n, s
     return p;
 }
 
+int gs_cont_rows(const gs_lanes_cont *lc, double *ls, gs_row_fn row, const void *job, gs_ws *w,
+                 size_t b, size_t r1, gs_error *err) {
+    int rc = 0;
+    if (ls) {
+        for (; b + 8 <= r1 && !rc; b += 8)
+            if (gs_lanes_cont_avx512(lc, b, 8, ls))
+                for (size_t i = b; i < b + 8 && !rc; i++) rc = row(job, w, i, err);
+        free(ls);
+    }
+    for (; b < r1 && !rc; b++) rc = row(job, w, b, err);
+    return rc;
+}
+
 void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w) {
     size_t md = w->M * d->dim;
     if (n->eps)

@@ -55,6 +55,18 @@ void gs_cont_bounds(const gs_dist *d, gs_ws *w);
 double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, const gs_noise *n, size_t rows,
                       gs_lanes_cont *lc);
 
+/* Row b of a kernel's job into its outputs: 0 or the failure's status. */
+typedef int (*gs_row_fn)(const void *job, gs_ws *w, size_t b, gs_error *err);
+
+/* Rows [b, r1) of a continuous kernel: with ls (gs_cont_lanes' scratch,
+ * which this frees), whole groups of eight rows through the lane kernel lc
+ * and a group with an output that is not finite again through row, which
+ * names the fault; the other rows through row. The same bits either way
+ * (tests/test_core_util.h, tc_lanes_vs_rows). Returns 0 or the status of
+ * the first failing row. */
+int gs_cont_rows(const gs_lanes_cont *lc, double *ls, gs_row_fn row, const void *job, gs_ws *w,
+                 size_t b, size_t r1, gs_error *err);
+
 /* Noise of row b into w->eps (caller's eps, or generated). */
 void gs_cont_noise(const gs_dist *d, const gs_noise *n, size_t b, gs_ws *w);
 

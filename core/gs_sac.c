@@ -185,8 +185,8 @@ static int policy_rows(const gs_sac_policy_job *job, size_t r0, size_t r1, gs_er
 /* ---- continuous actor --------------------------------------------------------------- */
 
 /* Row b of gs_sac_continuous; 0 or the failure's status. */
-static int sac_continuous_row(const gs_sac_continuous_job *job, gs_ws *w, size_t b,
-                              gs_error *err) {
+static int sac_continuous_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
+    const gs_sac_continuous_job *job = arg;
     const gs_dist *d = &job->dist;
     size_t M = job->samples, D = d->dim;
     double a = job->alpha;
@@ -247,15 +247,10 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
     assert(d->type == GS_TANH_NORMAL);
     gs_ws w;
     if (gs_ws_init(&w, d, job->samples)) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
-    int rc = 0;
-    /* On AVX-512, whole groups of eight rows at a time (gs_lanes_cont_avx512.c);
-     * a group with an output that is not finite goes through the row loop
-     * again, which names the fault, and so do the last r mod 8 rows and
-     * every row when per-sample terms are wanted: the same bits
-     * (tests/test_sac.c). */
+    /* On AVX-512, groups of eight rows in lanes (gs_cont_rows), unless
+     * per-sample terms are wanted. */
     gs_lanes_cont lc;
     double *ls = job->terms.p0 ? NULL : gs_cont_lanes(d, &w, job->samples, &job->noise, r1 - r0, &lc);
-    size_t b = r0;
     if (ls) {
         lc.kind = GS_LC_SAC;
         lc.dq = job->dq_da, lc.q = job->q, lc.alpha = job->alpha;
@@ -264,12 +259,8 @@ int gs_sac_continuous(const gs_sac_continuous_job *job, size_t r0, size_t r1,
         lc.ent = job->entropy, lc.se_ent = job->se_entropy;
         lc.g0 = job->grad.p0, lc.g1 = job->grad.p1;
         lc.se0 = job->se_grad.p0, lc.se1 = job->se_grad.p0 ? job->se_grad.p1 : NULL;
-        for (; b + 8 <= r1 && !rc; b += 8)
-            if (gs_lanes_cont_avx512(&lc, b, 8, ls))
-                for (size_t i = b; i < b + 8 && !rc; i++) rc = sac_continuous_row(job, &w, i, err);
-        free(ls);
     }
-    for (; b < r1 && !rc; b++) rc = sac_continuous_row(job, &w, b, err);
+    int rc = gs_cont_rows(&lc, ls, sac_continuous_row, job, &w, r0, r1, err);
     gs_ws_free(&w);
     return rc;
 }
