@@ -50,8 +50,8 @@ void gs_cont_bounds(const gs_dist *d, gs_ws *w);
 
 /* Scratch of the continuous lane kernel gs_lanes_cont_avx512 when it may
  * run for a range of `rows` rows (AVX-512, a whole group of eight, not too
- * many points per row), else NULL; free() it. Fills lc's distribution
- * and noise fields from d, w (gs_cont_bounds first) and n. */
+ * many points per row), else NULL; gs_cont_rows frees it. Fills lc's
+ * distribution and noise fields from d, w (gs_cont_bounds first) and n. */
 double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, const gs_noise *n, size_t rows,
                       gs_lanes_cont *lc);
 
