@@ -3,7 +3,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "gs_row.h"
@@ -223,6 +222,10 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
                            exact || !job->se_entropy ? NULL : &job->se_grad);
         rs = r0 + n8;
     }
+    if (rc) {
+        gs_ws_free(&w);
+        return rc;
+    }
     /* The reparam estimator on AVX-512 likewise (gs_lanes_cont_avx512.c). */
     gs_lanes_cont lc;
     double *ls = job->estimator == GS_EST_REPARAM && !job->terms.p0
@@ -235,8 +238,7 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
         lc.se0 = job->se_entropy ? job->se_grad.p0 : NULL;
         lc.se1 = job->se_entropy ? job->se_grad.p1 : NULL;
     }
-    if (!rc) rc = gs_cont_rows(&lc, ls, entropy_row, job, &w, rs, r1, err);
-    else free(ls);
+    rc = gs_cont_rows(&lc, ls, entropy_row, job, &w, rs, r1, err);
     gs_ws_free(&w);
     return rc;
 }
