@@ -20,10 +20,13 @@ else
 BUILD     ?= build
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) check libcurl 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
-CURL_LIBS  := $(shell pkg-config --libs libcurl 2>/dev/null)
+# Asked of pkg-config at first use, in a recipe, not when make reads this
+# file: on a fresh machine the packages (and pkg-config itself) are only
+# there once $(DEPS_STAMP) has run deps.sh. Each is asked once, then kept.
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS) check libcurl))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)))$(PKG_LIBS)
+CHECK_LIBS  = $(eval CHECK_LIBS := $$(shell pkg-config --libs check))$(CHECK_LIBS)
+CURL_LIBS   = $(eval CURL_LIBS := $$(shell pkg-config --libs libcurl))$(CURL_LIBS)
 
 FINAL_CFLAGS  = $(STD) $(WARN) $(OPT) $(NUMERICS) $(SANFLAGS) -Icore -Iapi -Iserver $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 FINAL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -85,7 +88,7 @@ $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 
 # The one C++ file: Dragonbox's shortest double-to-text (header-only), no
 # exceptions or RTTI, so no C++ runtime is needed at link time.
-DRAGONBOX_CFLAGS := -I$(firstword $(wildcard /usr/include/dragonbox-*))
+DRAGONBOX_CFLAGS = $(eval DRAGONBOX_CFLAGS := -I$$(firstword $$(wildcard /usr/include/dragonbox-*)))$(DRAGONBOX_CFLAGS)
 $(BUILD)/%.o: %.cc | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -fno-exceptions -fno-rtti $(SANFLAGS) $(DRAGONBOX_CFLAGS) -Iapi -MMD -MP $(CXXFLAGS) -c $< -o $@
