@@ -33,7 +33,6 @@ int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
         __mmask8 lm = lane_mask(nl), nf = 0;
-        prefetch_ahead(x, b, n, L);
         load_t(D, loc + b * D, D, nl, mut);
         load_t(D, scale + b * D, D, nl, sgt);
         __m512d base = zero;
