@@ -203,6 +203,16 @@ int api_read_samples(api_ctx *c, json_t *root, int64_t lo, int64_t def,
     return 0;
 }
 
+int api_samples_agree(api_ctx *c, json_t *root, size_t M, const char *key) {
+    size_t m;
+    int has;
+    if (api_read_samples(c, root, 1, 0, &m, &has)) return -1;
+    if (has && m != M)
+        return api_bad(c, "samples", "`samples` = %zu disagrees with the %zu samples of `%s`; "
+                       "leave it out or make them agree", m, M, key);
+    return 0;
+}
+
 int api_read_baseline(api_ctx *c, json_t *root, gs_baseline *b) {
     static const char *const names[] = {"loo", "none", NULL};
     int i = 0;
@@ -367,13 +377,14 @@ void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
     case GS_IN_SCALE:
         api_path(base, sizeof base, d->path, d->p1name ? d->p1name : "log_scale");
         fmt_index(p, sizeof p, base, d->single, e->row, -1, e->col);
-        api_bad(c, p, "`%s` gives a scale whose exp over- or underflows, so the result "
-                "would not be finite; use a value of smaller magnitude", p);
+        api_bad(c, p, "`%s` gives a scale so large or so small (its exp, or its reciprocal, "
+                "overflows) that the result would not be finite; use a value of smaller "
+                "magnitude", p);
         return;
     case GS_IN_X: snprintf(base, sizeof base, "x");
         fmt_index(p, sizeof p, base, d->single, e->row, sample, e->col);
-        api_bad(c, p, "`%s` lies outside the support of the distribution (or has a density "
-                "that underflows to 0), so its log-density is not finite", p);
+        api_bad(c, p, "`%s` lies outside the support of the distribution, or so far from "
+                "its centre that its log-density is not a finite double", p);
         return;
     case GS_IN_EPS: snprintf(base, sizeof base, "eps"); break;
     case GS_IN_F: snprintf(base, sizeof base, "f"); break;

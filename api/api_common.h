@@ -41,6 +41,9 @@ int api_read_seed(api_ctx *c, json_t *root, uint64_t *seed, int *has);
 /* samples: integer in [lo, max_numbers]; *has is 1 when sent. */
 int api_read_samples(api_ctx *c, json_t *root, int64_t lo, int64_t def,
                      size_t *m, int *has);
+/* samples where the draws arrive as the array `key` with M per row (API.md
+ * §0): optional, and when sent it must be M (else a 400 naming samples). */
+int api_samples_agree(api_ctx *c, json_t *root, size_t M, const char *key);
 int api_read_baseline(api_ctx *c, json_t *root, gs_baseline *b);
 /* alpha: required, finite, > 0. */
 int api_read_alpha(api_ctx *c, json_t *root, double *alpha);

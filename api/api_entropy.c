@@ -187,7 +187,7 @@ int api_check_actions(api_ctx *c, const char *key, int single, const api_arr *a,
 }
 
 int api_log_prob_parse(api_ctx *c, json_t *root) {
-    static const char *const keys[] = {"distribution", "x", "output", NULL};
+    static const char *const keys[] = {"distribution", "x", "samples", "output", NULL};
     log_prob_req *r = api_alloc(c, 1, sizeof *r);
     if (!r || api_keys(c, root, NULL, keys) || api_read_output(c, root)) return -1;
     c->state = r;
@@ -198,7 +198,8 @@ int api_log_prob_parse(api_ctx *c, json_t *root) {
     int cat = d->type == GS_CATEGORICAL;
     size_t want[3] = {d->rows, 0, d->dim};
     api_arr x;
-    if (api_batch_array(c, root, "x", r->dist.single, cat ? 2 : 3, want, cat, 1, &x, NULL))
+    if (api_batch_array(c, root, "x", r->dist.single, cat ? 2 : 3, want, cat, 1, &x, NULL) ||
+        api_samples_agree(c, root, x.dims[1], "x"))
         return -1;
     if (cat && api_check_actions(c, "x", r->dist.single, &x, d->dim)) return -1;
     j->samples = x.dims[1];

@@ -125,13 +125,10 @@ int api_score_parse(api_ctx *c, json_t *root) {
     api_noise *nz = &r->noise;
     api_arr x, f;
     if (json_object_get(root, "x")) {
-        if (api_read_samples(c, root, 1, 0, &nz->M, &nz->samples_sent)) return -1;
         size_t want[3] = {d->d.rows, 0, d->d.dim};
-        if (api_batch_array(c, root, "x", d->single, cat ? 2 : 3, want, cat, 1, &x, NULL))
+        if (api_batch_array(c, root, "x", d->single, cat ? 2 : 3, want, cat, 1, &x, NULL) ||
+            api_samples_agree(c, root, x.dims[1], "x"))
             return -1;
-        if (nz->samples_sent && x.dims[1] != nz->M)
-            return api_bad(c, "samples", "`samples` = %zu disagrees with the %zu samples of "
-                           "`x`; leave it out or make them agree", nz->M, x.dims[1]);
         if (cat && api_check_actions(c, "x", d->single, &x, d->d.dim)) return -1;
         nz->M = x.dims[1];
         j->actions = x.i;

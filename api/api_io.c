@@ -243,7 +243,7 @@ int api_keys(api_ctx *c, json_t *obj, const char *prefix,
         if (!ok) {
             char p[256];
             return api_bad(c, api_path(p, sizeof p, prefix, key),
-                           "unknown field `%s` (known fields are refused, not ignored, "
+                           "unknown field `%s` (unknown fields are refused, not ignored, "
                            "so that a typo cannot change the maths)", key);
         }
     }

@@ -35,7 +35,7 @@ typedef struct {
 
 int api_sac_actor_parse(api_ctx *c, json_t *root) {
     static const char *const keys[] = {"logits", "head", "reduction", "q", "actions", "alpha",
-                                       "baseline", "target_entropy", "output", NULL};
+                                       "baseline", "samples", "target_entropy", "output", NULL};
     actor_req *r = api_alloc(c, 1, sizeof *r);
     if (!r || api_keys(c, root, NULL, keys) || api_read_output(c, root)) return -1;
     c->state = r;
@@ -58,6 +58,11 @@ int api_sac_actor_parse(api_ctx *c, json_t *root) {
     }
     if (api_batch_array(c, root, "q", d->single, 2, want, 0, 1, &q, NULL)) return -1;
     size_t M = sampled ? act.dims[1] : 1;
+    /* samples: M is the actions' shape; with all Q values it does not apply
+     * (accepted, range-checked, ignored). */
+    if (sampled ? api_samples_agree(c, root, M, "actions")
+                : api_read_samples(c, root, 1, 0, &(size_t){0}, NULL))
+        return -1;
     if (sampled && j->baseline == GS_BASELINE_LOO && M < 2)
         return api_bad(c, "baseline", "baseline \"loo\" needs at least 2 sampled actions per "
                        "row, got 1 (or send baseline \"none\")");

@@ -160,6 +160,27 @@ static int has_body(struct MHD_Connection *c) {
  * with a body libmicrohttpd then skips the body and closes the
  * connection, so nothing more is read (and no "100 Continue" goes to
  * clients that asked for one). */
+/* What every Content-Encoding and Content-Type header of a request says:
+ * a header sent twice counts twice (the first one alone would let
+ * "identity" then "gzip" through). */
+typedef struct {
+    int compressed, multipart;
+} media;
+
+static enum MHD_Result on_media_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value) {
+    (void)kind;
+    media *m = cls;
+    if (!value) return MHD_YES;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_ENCODING) && !header_is(value, "identity"))
+        m->compressed = 1;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE)) {
+        while (*value == ' ' || *value == '\t') value++;
+        if (!strncasecmp(value, "multipart/", 10)) m->multipart = 1;
+    }
+    return MHD_YES;
+}
+
 static int check_headers(srv_http *h, struct MHD_Connection *c, request *r, srv_reply *rep) {
     if (atomic_load(&h->app->state) == SRV_DRAINING) {
         error_reply(rep, 503, "shutting_down",
@@ -168,22 +189,19 @@ static int check_headers(srv_http *h, struct MHD_Connection *c, request *r, srv_
         r->reject = SRV_REJECT_DRAINING;
         return 1;
     }
-    const char *enc = header(c, MHD_HTTP_HEADER_CONTENT_ENCODING);
-    if (enc && !header_is(enc, "identity")) {
+    media m = {0, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, on_media_header, &m);
+    if (m.compressed) {
         error_reply(rep, 415, "unsupported_media_type",
                     "compressed bodies are not accepted: send the JSON as is "
                     "(no Content-Encoding)");
         return 1;
     }
-    const char *type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (type) {
-        while (*type == ' ' || *type == '\t') type++;
-        if (!strncasecmp(type, "multipart/", 10)) {
-            error_reply(rep, 415, "unsupported_media_type",
-                        "multipart bodies are not accepted: send the JSON object as "
-                        "the body (Content-Type: application/json)");
-            return 1;
-        }
+    if (m.multipart) {
+        error_reply(rep, 415, "unsupported_media_type",
+                    "multipart bodies are not accepted: send the JSON object as "
+                    "the body (Content-Type: application/json)");
+        return 1;
     }
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *te = header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
@@ -338,10 +356,11 @@ static enum MHD_Result first_call(srv_http *h, struct MHD_Connection *c, request
     if (!r->route && !rep.body)
         srv_reply_error(&rep, 404, "not_found", "no such path (see /openapi.yaml)", NULL);
 
-    /* With a token, everything but the probes needs it, unknown paths
-     * included: a stranger learns nothing, not even which paths exist. */
+    /* With a token, everything but the probes' paths needs it, unknown
+     * paths included: a stranger learns nothing, not even which paths
+     * exist. A probe's path with a wrong method stays a 405. */
     srv_app *app = h->app;
-    if (app->token && !(r->route && r->route->open) &&
+    if (app->token && !(r->route ? r->route->open : srv_path_open(r->path)) &&
         !srv_auth_ok(app->token, app->token_len, header(c, MHD_HTTP_HEADER_AUTHORIZATION))) {
         if (rep.owned) free(rep.body);
         error_reply(&rep, 401, "unauthorized",

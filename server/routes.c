@@ -141,6 +141,13 @@ static int path_matches(const srv_route *r, const char *path, const char **op) {
     return 1;
 }
 
+int srv_path_open(const char *path) {
+    const char *o;
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (ROUTES[i].open && path_matches(&ROUTES[i], path, &o)) return 1;
+    return 0;
+}
+
 const srv_route *srv_route_find(const char *method, const char *path, const char **op,
                                 srv_reply *rep) {
     /* HEAD is GET without the body, which libmicrohttpd leaves out itself. */

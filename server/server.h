@@ -245,6 +245,10 @@ typedef struct {
 const srv_route *srv_route_find(const char *method, const char *path, const char **op,
                                 srv_reply *rep);
 
+/* 1 when path is a probe's (open to every caller: no token needed, for
+ * any method, so that a wrong method there is a 405, not a 401). */
+int srv_path_open(const char *path);
+
 /* Fills rep with the JSON error body of API.md section 0. field may be NULL. */
 void srv_reply_error(srv_reply *rep, int status, const char *code, const char *message,
                      const char *field);

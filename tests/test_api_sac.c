@@ -182,6 +182,25 @@ START_TEST(discrete_actor_single_row_and_errors) {
     expect_ok(r);
     ck_assert_ptr_null(json_object_get(r.j, "stderr"));
     resp_free(&r);
+    /* samples: M is the actions' shape, so a samples that agrees is
+     * accepted and one that disagrees is named (API.md §0); with all Q
+     * values it does not apply: ignored, but range-checked (§11). */
+    const char *sam = "{\"logits\":[[1,2,3]],\"actions\":[[0,1]],\"q\":[[1,2]],\"alpha\":0.2}";
+    const char *sam2 = "{\"logits\":[[1,2,3]],\"actions\":[[0,1]],\"q\":[[1,2]],\"alpha\":0.2,"
+                       "\"samples\":2}";
+    resp a = call(op, sam), b = call(op, sam2);
+    expect_ok(a);
+    expect_ok(b);
+    ck_assert(json_equal(a.j, b.j));
+    resp_free(&a);
+    resp_free(&b);
+    call_error(op, "{\"logits\":[[1,2,3]],\"actions\":[[0,1]],\"q\":[[1,2]],\"alpha\":0.2,"
+                   "\"samples\":3}", 400, "invalid_argument", "samples");
+    r = call(op, "{\"logits\":[[1,2,3]],\"q\":[[1,2,3]],\"alpha\":0.2,\"samples\":7}");
+    expect_ok(r);
+    resp_free(&r);
+    call_error(op, "{\"logits\":[[1,2,3]],\"q\":[[1,2,3]],\"alpha\":0.2,\"samples\":-5}", 400,
+               "invalid_argument", "samples");
 }
 END_TEST
 

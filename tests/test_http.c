@@ -501,6 +501,16 @@ START_TEST(multipart_and_compressed_bodies_are_415) {
         assert_error(&r, 415, "unsupported_media_type");
         free(r.body);
     }
+    /* A header sent twice counts twice: the second one is not hidden by
+     * the first (found by an audit: only the first was read). */
+    static const char *const twice[][3] = {
+        {"Content-Encoding: identity", "Content-Encoding: gzip", NULL},
+        {"Content-Type: application/json", "Content-Type: multipart/form-data; boundary=x", NULL}};
+    for (size_t i = 0; i < 2; i++) {
+        r = request("POST", base_url(), "/v1/entropy", "{}", twice[i]);
+        assert_error(&r, 415, "unsupported_media_type");
+        free(r.body);
+    }
     /* identity is no encoding at all, and form encoding (curl -d) is read
      * as JSON: neither is refused for its headers. */
     const char *ok[] = {"Content-Encoding: identity",

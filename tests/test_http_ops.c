@@ -1033,6 +1033,15 @@ static void check_token(const server *s) {
     r = request(s, "/readyz", NULL, none);
     ck_assert_int_eq(r.status, 200);
     free(r.body);
+    /* A wrong method on a probe's path is a 405, token or not (it was a
+     * 401 without one, found by an audit against API.md §11). */
+    static const char *const probes[] = {"/healthz", "/readyz"};
+    for (size_t i = 0; i < 2; i++) {
+        r = request(s, probes[i], "{}", none);
+        ck_assert_msg(r.status == 405, "POST %s: %ld", probes[i], r.status);
+        ck_assert_str_eq(error_code(&r), "method_not_allowed");
+        free(r.body);
+    }
     char *m = scrape_settled(s, right, NULL);
     ck_assert_msg(sample(m, "gradserve_rejected_requests_total{reason=\"unauthorized\"}") ==
                       refused, "%g refused, want %d",
