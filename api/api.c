@@ -109,6 +109,16 @@ static json_t *load(api_ctx *c, const char *body, size_t len, api_lift *lift) {
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
     if (root) return root;
     enum json_error_code code = json_error_code(&e);
+    /* An integer literal past 64 bits (JavaScript writes 1e19 as
+     * 10000000000000000000) is still a double: read every number as one;
+     * the integer fields take integer-valued doubles (api_io.c). Only a
+     * number past the largest double is refused then. */
+    if (code == json_error_numeric_overflow) {
+        root = json_loadb(body, len,
+                          JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
+        if (root) return root;
+        code = json_error_code(&e);
+    }
     if (code == json_error_numeric_overflow)
         api_bad(c, NULL, "a number at line %d, column %d is out of range: %s", e.line,
                 e.column, e.text);

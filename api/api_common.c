@@ -192,10 +192,12 @@ int api_read_samples(api_ctx *c, json_t *root, int64_t lo, int64_t def,
     /* The sample index is 32 bits of the Philox counter: at most 2^32 - 1. */
     int64_t hi = (int64_t)(c->lim->max_numbers < UINT32_MAX ? c->lim->max_numbers : UINT32_MAX);
     json_t *j = json_object_get(root, "samples");
-    if (j && json_is_integer(j) && json_integer_value(j) > hi && lo <= hi)
+    int64_t x;
+    if (j && lo <= hi &&
+        ((api_int_value(j, &x) && x > hi) || (json_is_real(j) && json_real_value(j) >= 0x1p63)))
         return api_err(c, 413, "payload_too_large", "samples",
-                       "`samples` = %lld is over this server's limit of %lld numbers per request",
-                       (long long)json_integer_value(j), (long long)hi);
+                       "`samples` = %.17g is over this server's limit of %lld numbers per request",
+                       json_number_value(j), (long long)hi);
     int r = api_get_int(c, root, "samples", "samples", lo, hi, &v);
     if (r < 0) return -1;
     if (has) *has = r;

@@ -259,18 +259,34 @@ int api_get_double(api_ctx *c, json_t *obj, const char *key, const char *path,
     return 1;
 }
 
+int api_int_value(const json_t *j, int64_t *v) {
+    if (json_is_integer(j)) {
+        *v = (int64_t)json_integer_value(j);
+        return 1;
+    }
+    /* JSON has one kind of number: 2.0 and 2e0 are the integer 2. */
+    double r = json_is_real(j) ? json_real_value(j) : 0.5;
+    if (r != floor(r) || !(r >= -0x1p63 && r < 0x1p63)) return 0;
+    *v = (int64_t)r;
+    return 1;
+}
+
 int api_get_int(api_ctx *c, json_t *obj, const char *key, const char *path,
                 int64_t lo, int64_t hi, int64_t *v) {
     json_t *j = json_object_get(obj, key);
     if (!j) return 0;
-    if (!json_is_integer(j))
+    int64_t x;
+    if (json_is_real(j) && json_real_value(j) == floor(json_real_value(j)) &&
+        !(json_real_value(j) >= (double)lo && json_real_value(j) <= (double)hi))
+        return api_bad(c, path, "`%s` must be between %lld and %lld, got %.17g", path,
+                       (long long)lo, (long long)hi, json_real_value(j));
+    if (!api_int_value(j, &x))
         return api_bad(c, path, "`%s` must be an integer between %lld and %lld", path,
                        (long long)lo, (long long)hi);
-    json_int_t x = json_integer_value(j);
     if (x < lo || x > hi)
         return api_bad(c, path, "`%s` must be between %lld and %lld, got %lld", path,
                        (long long)lo, (long long)hi, (long long)x);
-    *v = (int64_t)x;
+    *v = x;
     return 1;
 }
 
@@ -344,11 +360,11 @@ static int fill(fill_state *s, json_t *v, size_t depth) {
         /* The hot path: one element. Its path is only formatted for an
          * error (formatting it for every number was a third of parsing). */
         if (s->integer) {
-            if (!json_is_integer(v)) {
+            if (!api_int_value(v, &s->out->i[s->pos])) {
                 index_path(p, sizeof p, s->path, s->idx, depth);
                 return api_bad(s->c, p, "`%s` must be an integer", p);
             }
-            s->out->i[s->pos++] = (int64_t)json_integer_value(v);
+            s->pos++;
         } else if (json_is_real(v)) {
             s->out->f[s->pos++] = json_real_value(v);
         } else if (json_is_integer(v)) {
@@ -421,9 +437,13 @@ static int read_tensor(api_ctx *c, json_t *v, const char *path, size_t rank,
     out->n = 1;
     for (size_t k = 0; k < rank; k++) {
         json_t *d = json_array_get(shape, k);
-        if (!json_is_integer(d) || json_integer_value(d) < 1)
-            return api_bad(c, p, "`%s[%zu]` must be a positive integer", p, k);
-        size_t len = (size_t)json_integer_value(d);
+        int64_t dk;
+        if (!api_int_value(d, &dk) || dk < 1) {
+            char pk[272];
+            snprintf(pk, sizeof pk, "%s[%zu]", p, k);
+            return api_bad(c, pk, "`%s` must be a positive integer", pk);
+        }
+        size_t len = (size_t)dk;
         if (want[k] && len != want[k])
             return api_bad(c, path, "`%s` has length %zu on axis %zu where %zu is expected",
                            path, len, k, want[k]);

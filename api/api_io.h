@@ -91,6 +91,9 @@ const char *api_path(char *buf, size_t n, const char *prefix, const char *key);
  * read, -1 on error (type or range, naming path). */
 int api_get_double(api_ctx *c, json_t *obj, const char *key, const char *path,
                    double *v);
+/* An integer-valued JSON number (2, 2.0, 2e0) within int64 into *v: 1, or
+ * 0 for anything else. */
+int api_int_value(const json_t *j, int64_t *v);
 int api_get_int(api_ctx *c, json_t *obj, const char *key, const char *path,
                 int64_t lo, int64_t hi, int64_t *v);
 /* A string that must be one of choices (NULL-terminated); *idx its index. */

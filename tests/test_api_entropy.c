@@ -182,7 +182,7 @@ START_TEST(entropy_unsupported_and_bad_arguments) {
     call_error("entropy", b, 400, "invalid_argument", "samples");
     snprintf(b, sizeof b, "{\"distribution\":%s,\"estimator\":\"naive\"}", cat);
     call_error("entropy", b, 400, "invalid_argument", "estimator");
-    snprintf(b, sizeof b, "{\"distribution\":%s,\"estimator\":\"score\",\"samples\":2.0}", cat);
+    snprintf(b, sizeof b, "{\"distribution\":%s,\"estimator\":\"score\",\"samples\":2.5}", cat);
     call_error("entropy", b, 400, "invalid_argument", "samples");
     snprintf(b, sizeof b, "{\"distribution\":%s,\"samples\":4,\"bogus\":1}", cat);
     call_error("entropy", b, 400, "invalid_argument", "bogus");

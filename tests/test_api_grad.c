@@ -531,7 +531,7 @@ START_TEST(score_errors) {
     /* actions out of range, non-integer; x outside a tanh_normal's support */
     snprintf(b, sizeof b, "{\"distribution\":%s,\"x\":[[0,3]],\"f\":[[1,2]]}", c);
     call_error("score", b, 400, "invalid_argument", "x[0][1]");
-    snprintf(b, sizeof b, "{\"distribution\":%s,\"x\":[[0,1.0]],\"f\":[[1,2]]}", c);
+    snprintf(b, sizeof b, "{\"distribution\":%s,\"x\":[[0,1.5]],\"f\":[[1,2]]}", c);
     call_error("score", b, 400, "invalid_argument", "x[0][1]");
     call_error("score", "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[0],\"log_scale\":[0]},"
                         "\"x\":[[0.5],[1]],\"f\":[1,2]}", 400, "invalid_argument", "x[1][0]");
