@@ -140,6 +140,16 @@ bounds:
             return api_bad(c, q, "`%s` must be greater than `%s.low[%zu]`: got low %g, high %g",
                            q, dp, j, la.f[j], ha.f[j]);
         }
+    for (size_t j = 0; j < d->dim; j++) {
+        double cj, sj;
+        gs_tanh_bounds(la.f[j], ha.f[j], &cj, &sj);
+        if (!(sj > 0.0)) {
+            char q[128];
+            snprintf(q, sizeof q, "%s.high[%zu]", dp, j);
+            return api_bad(c, q, "`%s` is too close to `%s.low[%zu]`: half the gap between "
+                           "them (%g and %g) underflows to 0", q, dp, j, la.f[j], ha.f[j]);
+        }
+    }
     d->low = la.f;
     d->high = ha.f;
     return 0;

@@ -17,7 +17,8 @@
  *   may run on different threads, and a row's result does not depend on the
  *   range it was computed in (bit-identical however a batch is split).
  * - Preconditions are not checked (the api layer validates every request):
- *   finite parameters, scale > 0, low < high, actions in [0, K), M >= 1,
+ *   finite parameters, scale > 0, low < high with a half-width
+ *   gs_tanh_bounds gives > 0, actions in [0, K), M >= 1,
  *   M >= 2 for the leave-one-out baseline. Debug builds assert() some.
  * - A kernel returns 0, or a gs_status with err locating the first row (in
  *   the range) whose output would not be finite, and the input to blame.
@@ -36,6 +37,12 @@ typedef struct {
     int scale_is_sigma;   /* 1: gradients w.r.t. the scale are d/d sigma */
     const double *low, *high; /* D each, tanh_normal bounds, or both NULL */
 } gs_dist;
+
+/* The centre c and half-width s of tanh_normal bounds (x = c + s tanh u):
+ * 0.5 (high + low) and 0.5 (high - low), or 0.5 high + 0.5 low and
+ * 0.5 high - 0.5 low where those overflow (bounds near +-1.8e308). s is 0
+ * for bounds too close to halve apart (low 0, high 5e-324): not valid. */
+void gs_tanh_bounds(double low, double high, double *c, double *s);
 
 /* Gradient (or standard error) arrays w.r.t. the parameters, rows x dim:
  * p0 is d/dlogits or d/dloc, p1 d/dlog_scale or d/dscale (NULL for

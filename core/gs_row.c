@@ -82,11 +82,16 @@ void gs_cont_params(const gs_dist *d, size_t b, gs_ws *w) {
     gs_cont_bounds(d, w);
 }
 
+void gs_tanh_bounds(double low, double high, double *c, double *s) {
+    double cc = 0.5 * (high + low), ss = 0.5 * (high - low);
+    *c = isfinite(cc) ? cc : 0.5 * high + 0.5 * low;
+    *s = isfinite(ss) ? ss : 0.5 * high - 0.5 * low;
+}
+
 void gs_cont_bounds(const gs_dist *d, gs_ws *w) {
     for (size_t i = 0; i < d->dim; i++) {
         if (d->type == GS_TANH_NORMAL && d->low) {
-            w->c[i] = 0.5 * (d->high[i] + d->low[i]);
-            w->s[i] = 0.5 * (d->high[i] - d->low[i]);
+            gs_tanh_bounds(d->low[i], d->high[i], &w->c[i], &w->s[i]);
             w->logs[i] = log(w->s[i]);
         } else {
             w->c[i] = 0.0;

@@ -379,6 +379,26 @@ START_TEST(sample_single_row_and_errors) {
     call_error("sample", b, 400, "invalid_argument", "seed");
     snprintf(b, sizeof b, "{\"distribution\":%s,\"estimator\":\"exact\"}", d);
     call_error("sample", b, 400, "invalid_argument", "estimator");
+    /* Bounds of +-1e308: high - low overflows, half of each does not, and
+     * the draws stay finite inside them. Bounds too close to halve apart
+     * are refused, naming high (found by an audit: loc was blamed). */
+    {
+        resp r = call("sample", "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[0.5],"
+                                "\"log_scale\":[0],\"low\":[-1e308],\"high\":[1e308]},"
+                                "\"samples\":3,\"seed\":1}");
+        expect_ok(r);
+        json_t *eps = json_object_get(r.j, "eps"), *x = json_object_get(r.j, "samples");
+        for (size_t m = 0; m < 3; m++) {
+            double e = json_number_value(json_array_get(json_array_get(eps, m), 0));
+            double v = json_number_value(json_array_get(json_array_get(x, m), 0));
+            ck_assert_double_eq_tol(v, 1e308 * tanh(0.5 + e), 1e293);
+            ck_assert(isfinite(json_number_value(json_array_get(json_object_get(r.j, "log_prob"), m))));
+        }
+        resp_free(&r);
+    }
+    call_error("sample", "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[0,0],"
+                         "\"log_scale\":[0,0],\"low\":[-1,0],\"high\":[1,5e-324]},\"seed\":1}",
+               400, "invalid_argument", "distribution.high[1]");
     /* a scale whose exp over- or underflows is named, whatever the result
      * it spoils (the draws of a normal, the log-density of a tanh_normal) */
     call_error("sample", "{\"distribution\":{\"type\":\"normal\",\"loc\":[[0,0]],"
