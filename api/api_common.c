@@ -398,6 +398,12 @@ void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
         api_bad(c, p, "`%s` lies outside the support of the distribution, or so far from "
                 "its centre that its log-density is not a finite double", p);
         return;
+    case GS_IN_ACTIONS: snprintf(base, sizeof base, "actions");
+        fmt_index(p, sizeof p, base, d ? d->single : 0, e->row, sample, -1);
+        api_bad(c, p, "`%s` is an action whose probability is 0 (its logit is more than the "
+                "largest double below the row's largest), so its log-probability is not "
+                "finite", p);
+        return;
     case GS_IN_EPS: snprintf(base, sizeof base, "eps"); break;
     case GS_IN_F: snprintf(base, sizeof base, "f"); break;
     case GS_IN_Q: snprintf(base, sizeof base, "q"); break;

@@ -37,7 +37,8 @@ typedef enum {
     GS_IN_GRAD_LOG_PROB,
     GS_IN_DQ_DA,
     GS_IN_TARGET_ENTROPY,
-    GS_IN_HEAD
+    GS_IN_HEAD,
+    GS_IN_ACTIONS /* a caller's action (sample index) whose probability is 0 */
 } gs_input;
 
 /* Detail of a failure, filled by the kernel that failed. row and col locate

@@ -104,7 +104,10 @@ static void entropy_exact_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
     if (d->type == GS_CATEGORICAL) {
         double h = gs_cat_row(d->logits + b * D, D, w->logp, w->p);
         job->entropy[b] = h;
-        for (size_t j = 0; j < D; j++) g0[j] = -w->p[j] * (w->logp[j] + h);
+        /* p_j = 0 with log p_j = -inf (an overflowed spread of logits)
+         * gets 0, as 0 log 0 = 0 does in h (MATH.md §2). */
+        for (size_t j = 0; j < D; j++)
+            g0[j] = w->logp[j] == -INFINITY ? 0.0 : -w->p[j] * (w->logp[j] + h);
         return;
     }
     /* Normal: H = sum_d (½ log(2 pi e) + rho_d), dH/dmu = 0, dH/drho = 1. */

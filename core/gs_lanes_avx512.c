@@ -10,12 +10,20 @@
 
 #if defined(__AVX512F__)
 
+/* Lanes whose log p is -inf: p = 0 there, and a product p t with p is
+ * taken as 0 (0 log 0 = 0, MATH.md §2), not 0 times -inf. A finite logit
+ * gets a finite log p unless the logits' spread overflows (1e308, -1e308). */
+static inline __mmask8 neg_inf(__m512d l) {
+    return _mm512_cmp_pd_mask(l, _mm512_set1_pd(-INFINITY), _CMP_EQ_OQ);
+}
+
 /* The softmax of gs_vm_cat_avx512, lane by lane: mx = max z, x = z - mx,
  * e = exp x, s = e_0 + e_1 + ... (left to right), lse = log s, r = 1 / s,
- * logp = x - lse, p = e r, h = 0 - (p_0 logp_0 + p_1 logp_1 + ...). zt may
- * be lt. Returns h; *mxo and *lseo get mx and lse. */
+ * logp = x - lse, p = e r, h = 0 - (p_0 logp_0 + p_1 logp_1 + ...), where
+ * a logp of -inf adds 0. zt may be lt. Returns h; *mxo and *lseo get mx
+ * and lse, *ninfo the lanes with a logp of -inf. */
 static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *pt, __m512d *mxo,
-                               __m512d *lseo) {
+                               __m512d *lseo, __mmask8 *ninfo) {
     __m512d mx = ld(zt);
     for (size_t k = 1; k < K; k++) mx = _mm512_max_pd(ld(zt + 8 * k), mx);
     __m512d s = _mm512_setzero_pd();
@@ -32,11 +40,24 @@ static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *p
         __m512d l = _mm512_sub_pd(ld(lt + 8 * k), lse), q = _mm512_mul_pd(ld(pt + 8 * k), r);
         st(lt + 8 * k, l);
         st(pt + 8 * k, q);
-        /* p = 0 (underflow) adds 0: its logp is finite. */
         h = _mm512_add_pd(h, _mm512_mul_pd(q, l));
+    }
+    /* p = 0 adds 0: its logp is finite, or -inf, where 0 (-inf) made h
+     * NaN; then the sum again with those products as 0 (the same bits in
+     * the other lanes). */
+    __mmask8 ni = 0;
+    if (nonfinite(h)) {
+        h = _mm512_setzero_pd();
+        for (size_t k = 0; k < K; k++) {
+            __m512d l = ld(lt + 8 * k);
+            __mmask8 m = neg_inf(l);
+            ni |= m;
+            h = _mm512_add_pd(h, _mm512_maskz_mul_pd(~m, ld(pt + 8 * k), l));
+        }
     }
     *mxo = mx;
     *lseo = lse;
+    *ninfo = ni;
     return _mm512_sub_pd(_mm512_setzero_pd(), h);
 }
 
@@ -62,7 +83,7 @@ double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p) {
     for (size_t k = 0; k < K; k++) {
         logp[k] -= lse;
         p[k] *= r;
-        h += p[k] * logp[k];
+        h += logp[k] == -INFINITY ? 0.0 : p[k] * logp[k];
     }
     return 0.0 - h;
 }
@@ -71,7 +92,8 @@ size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpa
 
 /* ---- exact entropy ------------------------------------------------------------ */
 
-/* h[b] = H of row b of z (n rows of K), grad[b K + j] = -p_j (log p_j + H). */
+/* h[b] = H of row b of z (n rows of K), grad[b K + j] = -p_j (log p_j + H)
+ * (0 where log p_j is -inf). */
 int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
                                 double *scratch) {
     double *zt = scratch, *pt = zt + 8 * kpad(K);
@@ -79,16 +101,19 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
         __m512d mx, lse;
+        __mmask8 ni;
         prefetch_ahead(z, b, n, K);
         load_t(K, z + b * K, K, nl, zt);
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse);
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
         __mmask8 lm = lane_mask(nl), nf = nonfinite(H);
         _mm512_mask_storeu_pd(h + b, lm, H);
         for (size_t k = 0; k < K; k++) {
             /* -p as the row loop negates it (0 - p would turn -0 into +0) */
             __m512d np = _mm512_castsi512_pd(_mm512_xor_si512(
                 _mm512_castpd_si512(ld(pt + 8 * k)), _mm512_set1_epi64((long long)0x8000000000000000ULL)));
-            __m512d g = _mm512_mul_pd(np, _mm512_add_pd(ld(zt + 8 * k), H));
+            __m512d l = ld(zt + 8 * k);
+            __m512d g = _mm512_mul_pd(np, _mm512_add_pd(l, H));
+            if (ni) g = _mm512_maskz_mov_pd(~neg_inf(l), g);
             nf |= nonfinite(g);
             st(zt + 8 * k, g);
         }
@@ -101,7 +126,7 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
 /* ---- SAC discrete actor, exact ------------------------------------------------ */
 
 /* L = sum_k p_k (alpha log p_k - Q_k), grad_j = p_j (alpha log p_j - Q_j - L),
- * H; n rows of z and q (K each). */
+ * H; n rows of z and q (K each). A log p_k of -inf adds 0 to L and gets 0. */
 int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double alpha, size_t n,
                               double *loss, double *ent, double *grad, double *scratch) {
     double *zt = scratch, *pt = zt + 8 * kpad(K), *qt = pt + 8 * kpad(K);
@@ -111,24 +136,29 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
         size_t nl = n - b < 8 ? n - b : 8;
         __mmask8 lm = lane_mask(nl);
         __m512d mx, lse;
+        __mmask8 ni;
         prefetch_ahead(z, b, n, K);
         prefetch_ahead(q, b, n, K);
         load_t(K, z + b * K, K, nl, zt);
         load_t(K, q + b * K, K, nl, qt);
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse);
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
         __mmask8 nf = nonfinite(H);
         _mm512_mask_storeu_pd(ent + b, lm, H);
         __m512d L = _mm512_setzero_pd();
         for (size_t k = 0; k < K; k++) {
             /* t_k = alpha log p_k - Q_k; p_k = 0 times a finite t_k adds 0. */
-            __m512d t = _mm512_sub_pd(_mm512_mul_pd(a, ld(zt + 8 * k)), ld(qt + 8 * k));
+            __m512d l = ld(zt + 8 * k);
+            __m512d t = _mm512_sub_pd(_mm512_mul_pd(a, l), ld(qt + 8 * k));
             st(qt + 8 * k, t);
-            L = _mm512_add_pd(L, _mm512_mul_pd(ld(pt + 8 * k), t));
+            __m512d pt_ = _mm512_mul_pd(ld(pt + 8 * k), t);
+            if (ni) pt_ = _mm512_maskz_mov_pd(~neg_inf(l), pt_);
+            L = _mm512_add_pd(L, pt_);
         }
         _mm512_mask_storeu_pd(loss + b, lm, L);
         nf |= nonfinite(L);
         for (size_t k = 0; k < K; k++) {
             __m512d g = _mm512_mul_pd(ld(pt + 8 * k), _mm512_sub_pd(ld(qt + 8 * k), L));
+            if (ni) g = _mm512_maskz_mov_pd(~neg_inf(ld(zt + 8 * k)), g);
             nf |= nonfinite(g);
             st(qt + 8 * k, g);
         }
@@ -141,23 +171,32 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
 /* ---- Boltzmann policy ----------------------------------------------------------- */
 
 /* z = Q / alpha; log_probs, probs, H and V = alpha (max z + lse) (the value
- * alpha (z_k - log p_k) at the argmax k, where log p_k = 0 - lse exactly). */
-void gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
-                            double *log_probs, double *ent, double *value, double *scratch) {
+ * alpha (z_k - log p_k) at the argmax k, where log p_k = 0 - lse exactly).
+ * Returns 1 when some row's H, V or a log_prob is not finite. */
+int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
+                           double *log_probs, double *ent, double *value, double *scratch) {
     double *zt = scratch, *pt = zt + 8 * kpad(K);
     __m512d a = _mm512_set1_pd(alpha);
+    __mmask8 bad = 0;
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
         __mmask8 lm = lane_mask(nl);
         __m512d mx, lse;
+        __mmask8 ni;
         prefetch_ahead(q, b, n, K);
         load_t(K, q + b * K, K, nl, zt);
         for (size_t k = 0; k < K; k++) st(zt + 8 * k, _mm512_div_pd(ld(zt + 8 * k), a));
-        _mm512_mask_storeu_pd(ent + b, lm, softmax8(K, zt, zt, pt, &mx, &lse));
-        _mm512_mask_storeu_pd(value + b, lm, _mm512_mul_pd(a, _mm512_add_pd(mx, lse)));
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
+        __m512d V = _mm512_mul_pd(a, _mm512_add_pd(mx, lse));
+        /* A log_prob of -inf leaves H finite: test it too. */
+        __mmask8 nf = nonfinite(H) | nonfinite(V) | ni;
+        bad |= nf & lm;
+        _mm512_mask_storeu_pd(ent + b, lm, H);
+        _mm512_mask_storeu_pd(value + b, lm, V);
         store_t(K, zt, log_probs + b * K, K, nl);
         store_t(K, pt, probs + b * K, K, nl);
     }
+    return bad != 0;
 }
 
 /* ---- categorical score terms -------------------------------------------------- */
@@ -274,11 +313,12 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
         size_t nl = r1 - b < 8 ? r1 - b : 8;
         __mmask8 lm = lane_mask(nl);
         __m512d mx, lse;
+        __mmask8 ni;
         prefetch_ahead(s->logits, b, r1, K);
         prefetch_ahead(s->q, b, r1, M);
         prefetch_ahead(s->actions, b, r1, M);
         load_t(K, s->logits + b * K, K, nl, zt);
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse);
+        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
         __mmask8 nf = nonfinite(H);
         if (s->entropy) _mm512_mask_storeu_pd(s->entropy + b, lm, H);
         if (s->actions) {

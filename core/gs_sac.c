@@ -12,11 +12,19 @@
 /* ---- discrete actor ------------------------------------------------------------ */
 
 /* The checks of row b's outputs: a non-finite entropy is the logits'
- * fault (logits spread past the largest double give a NaN softmax whatever
- * q is); a non-finite loss, se or gradient is q's. */
-static int sac_discrete_check(const gs_sac_discrete_job *job, size_t b, gs_error *err) {
-    size_t K = job->dist.dim;
+ * fault; a non-finite loss is that of a caller's action whose probability
+ * is 0 (log p = -inf: logits spread past the largest double), if any, else
+ * q's, as is a non-finite se or gradient. w is scratch for the softmax. */
+static int sac_discrete_check(const gs_sac_discrete_job *job, size_t b, gs_ws *w,
+                              gs_error *err) {
+    size_t K = job->dist.dim, M = job->samples;
     if (!isfinite(job->entropy[b])) return gs_fail(err, GS_ENONFINITE, GS_IN_LOGITS, (long)b, -1, -1);
+    if (!isfinite(job->loss[b]) && job->actions) {
+        gs_cat_row(job->dist.logits + b * K, K, w->logp, w->p);
+        for (size_t m = 0; m < M; m++)
+            if (w->logp[job->actions[b * M + m]] == -INFINITY)
+                return gs_fail(err, GS_ENONFINITE, GS_IN_ACTIONS, (long)b, (long)m, -1);
+    }
     if (!isfinite(job->loss[b]) || (job->se_loss && job->actions && !isfinite(job->se_loss[b])))
         return gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
     long bad = gs_first_nonfinite(job->grad.p0 + b * K, K);
@@ -54,7 +62,7 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
                                 .se_grad = job->se_grad.p0};
             bad = gs_lanes_score_avx512(&s, r0, r0 + n8, w.lanes);
         }
-        for (size_t b = r0; bad && b < r0 + n8 && !rc; b++) rc = sac_discrete_check(job, b, err);
+        for (size_t b = r0; bad && b < r0 + n8 && !rc; b++) rc = sac_discrete_check(job, b, &w, err);
         rs = r0 + n8;
     }
     for (size_t b = rs; b < r1 && !rc; b++) {
@@ -69,9 +77,13 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
         if (!job->actions) {
             const double *q = job->q + b * K;
             double L = 0.0;
-            /* p_k = 0 multiplies a finite alpha log p_k - Q_k: adds 0. */
-            for (size_t k = 0; k < K; k++) L += w.p[k] * (a * w.logp[k] - q[k]);
-            for (size_t k = 0; k < K; k++) g[k] = w.p[k] * (a * w.logp[k] - q[k] - L);
+            /* p_k = 0 multiplies a finite alpha log p_k - Q_k: adds 0; and
+             * where log p_k is -inf (an overflowed spread of logits), p_k
+             * = 0 adds 0 and gets 0, as in the lanes. */
+            for (size_t k = 0; k < K; k++)
+                L += w.logp[k] == -INFINITY ? 0.0 : w.p[k] * (a * w.logp[k] - q[k]);
+            for (size_t k = 0; k < K; k++)
+                g[k] = w.logp[k] == -INFINITY ? 0.0 : w.p[k] * (a * w.logp[k] - q[k] - L);
             job->loss[b] = L;
         } else {
             const int64_t *ks = job->actions + b * M;
@@ -96,7 +108,7 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
                                 job->se_grad.p0 ? job->se_grad.p0 + b * K : NULL,
                                 w.cscratch);
         }
-        rc = sac_discrete_check(job, b, err);
+        rc = sac_discrete_check(job, b, &w, err);
     }
     gs_ws_free(&w);
     return rc;
@@ -113,19 +125,22 @@ int gs_sac_policy(const gs_sac_policy_job *job, size_t r0, size_t r1,
     int rc = 0;
     size_t n8 = gs_vm_have_avx512() ? (r1 - r0) & ~(size_t)7 : 0;
     if (n8) {
-        /* Whole groups of eight rows at a time; a row whose entropy or value
-         * is not finite (any Q / alpha infinite makes the entropy NaN) is
-         * then redone by the row loop, which names the offending column.
+        /* Whole groups of eight rows at a time; a row whose entropy, value
+         * or log_probs are not all finite (any Q / alpha infinite makes the
+         * entropy NaN; a spread of Q / alpha past the largest double, a log
+         * p of -inf) is then redone by the row loop, which names the
+         * offending column.
          * The last r mod 8 rows go through the row loop, which computes the
          * same bits (tests/test_sac.c). */
         double *scratch = malloc(gs_lanes_scratch(K, 0) * sizeof(double));
         if (!scratch) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
-        gs_lanes_policy_avx512(K, job->q + r0 * K, a, n8, job->probs + r0 * K,
-                               job->log_probs + r0 * K, job->entropy + r0, job->value + r0,
-                               scratch);
+        int bad = gs_lanes_policy_avx512(K, job->q + r0 * K, a, n8, job->probs + r0 * K,
+                                         job->log_probs + r0 * K, job->entropy + r0,
+                                         job->value + r0, scratch);
         free(scratch);
         for (size_t b = r0; b < r0 + n8 && !rc; b++) {
-            if (!isfinite(job->entropy[b]) || !isfinite(job->value[b])) {
+            if (bad && (!isfinite(job->entropy[b]) || !isfinite(job->value[b]) ||
+                        gs_first_nonfinite(job->log_probs + b * K, K) >= 0)) {
                 gs_sac_policy_job one = *job;
                 one.samples = 0;
                 rc = policy_rows(&one, b, b + 1, err);
@@ -173,6 +188,13 @@ static int policy_rows(const gs_sac_policy_job *job, size_t r0, size_t r1, gs_er
         double zmax = lp[kmax];
         job->entropy[b] = gs_cat_row(lp, K, lp, p);
         job->value[b] = a * (zmax - lp[kmax]);
+        /* Q / alpha spread past the largest double: an action's log p is
+         * -inf (its p, 0, is fine; the entropy is finite). */
+        bad = gs_first_nonfinite(lp, K);
+        if (bad >= 0) {
+            rc = gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, bad);
+            break;
+        }
         for (size_t m = 0; m < M; m++)
             job->actions[b * M + m] =
                 (int64_t)gs_rng_categorical(&job->rng, b, (uint32_t)m, p, K);

@@ -90,7 +90,9 @@ static double cat_sse2(size_t K, const double *z, double *logp, double *p) {
     for (size_t k = 0; k < K; k++) {
         logp[k] -= lse;
         p[k] /= sum;
-        h -= p[k] * logp[k]; /* p = 0 (underflow) adds 0: logp is finite */
+        /* p = 0 adds 0: 0 log 0 = 0 (MATH.md §2), also where the logits'
+         * spread overflowed and logp is -inf. */
+        h -= logp[k] == -INFINITY ? 0.0 : p[k] * logp[k];
     }
     return h;
 }

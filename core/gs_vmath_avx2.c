@@ -95,22 +95,25 @@ double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p) {
     double sum = hsum4(acc);
     __m256d lse = _mm256_set1_pd(log(sum)), r = _mm256_set1_pd(1.0 / sum);
     __m256d h = _mm256_setzero_pd();
+    /* p = 0 adds 0: 0 log 0 = 0 (MATH.md §2), also where the logits'
+     * spread overflowed and logp is -inf (the product is masked there). */
     for (size_t i = 0; i < nf; i += 4) {
         __m256d l = _mm256_sub_pd(_mm256_loadu_pd(logp + i), lse);
         __m256d q = _mm256_mul_pd(_mm256_loadu_pd(p + i), r);
         _mm256_storeu_pd(logp + i, l);
         _mm256_storeu_pd(p + i, q);
-        h = _mm256_add_pd(h, _mm256_mul_pd(q, l));
+        __m256d fin = _mm256_cmp_pd(l, ninf, _CMP_NEQ_UQ);
+        h = _mm256_add_pd(h, _mm256_and_pd(_mm256_mul_pd(q, l), fin));
     }
     if (nf < K) {
         __m256d l = _mm256_sub_pd(_mm256_maskload_pd(logp + nf, tm), lse);
         __m256d q = _mm256_mul_pd(_mm256_maskload_pd(p + nf, tm), r);
         _mm256_maskstore_pd(logp + nf, tm, l);
         _mm256_maskstore_pd(p + nf, tm, q);
-        h = _mm256_add_pd(h, _mm256_and_pd(_mm256_mul_pd(q, l), tmd));
+        __m256d fin = _mm256_and_pd(_mm256_cmp_pd(l, ninf, _CMP_NEQ_UQ), tmd);
+        h = _mm256_add_pd(h, _mm256_and_pd(_mm256_mul_pd(q, l), fin));
     }
-    /* p = 0 (underflow) adds 0: its logp is finite. */
-    return -hsum4(h);
+    return 0.0 - hsum4(h); /* an entropy of 0 is +0, as the other paths give */
 }
 #else
 #error "gs_vmath_avx2.c must be compiled with -mavx2 -mfma"

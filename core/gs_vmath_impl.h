@@ -86,9 +86,10 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
 int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double alpha, size_t n,
                               double *loss, double *ent, double *grad, double *scratch);
 /* The Boltzmann policy of n rows of Q: probs, log_probs (n x K), entropy
- * and value. Rows with a non-finite Q / alpha get unspecified outputs. */
-void gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
-                            double *log_probs, double *ent, double *value, double *scratch);
+ * and value. Returns 1 when a row's entropy, value or log_probs are not
+ * all finite (the caller then checks row by row), else 0. */
+int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
+                           double *log_probs, double *ent, double *value, double *scratch);
 /* A sampled categorical score estimator over rows [r0, r1) (all arrays
  * indexed by absolute row): SAC (q set: v_m = alpha log p_{k_m} - q_m,
  * the caller's actions) or the entropy (q NULL: v_m = -log p_{k_m}, actions

@@ -226,9 +226,25 @@ START_TEST(entropy_nonfinite_names_the_input) {
     call_error("entropy",
                "{\"distribution\":{\"type\":\"normal\",\"loc\":[[0,0]],\"scale\":[[1,1e-320]]}}",
                400, "invalid_argument", "distribution.scale[0][1]");
-    /* logits spread wider than the largest double */
-    call_error("entropy", "{\"distribution\":{\"type\":\"categorical\",\"logits\":[[1,2],[1e308,-1e308]]}}",
-               400, "invalid_argument", "distribution.logits[1]");
+    /* Logits spread wider than the largest double: the p that underflows
+     * adds 0 log 0 = 0 (MATH.md §2), so the exact answer is finite, H = 0
+     * and a zero gradient, on the actor too (L = -Q of the certain action);
+     * the policy's log_probs would hold -inf: a 400 naming that q. */
+    {
+        resp r = call("entropy", "{\"distribution\":{\"type\":\"categorical\","
+                                 "\"logits\":[[1,2],[1e308,-1e308]]}}");
+        expect_ok(r);
+        ck_assert(json_number_value(json_array_get(json_object_get(r.j, "entropy"), 1)) == 0.0);
+        json_t *g1 = json_array_get(jget(r.j, "grad.logits"), 1);
+        for (size_t i = 0; i < 2; i++) ck_assert(json_number_value(json_array_get(g1, i)) == 0.0);
+        resp_free(&r);
+        r = call("sac/discrete/actor", "{\"logits\":[1e308,-1e308],\"q\":[1,1],\"alpha\":1}");
+        expect_ok(r);
+        ck_assert(json_number_value(json_object_get(r.j, "loss")) == -1.0);
+        resp_free(&r);
+    }
+    call_error("sac/discrete/policy", "{\"q\":[[1,2],[1e308,-1e308]],\"alpha\":1}",
+               400, "invalid_argument", "q[1][1]");
 }
 END_TEST
 

@@ -218,11 +218,21 @@ START_TEST(discrete_actor_nonfinite) {
     /* the temperature loss overflows */
     call_error(op, "{\"logits\":[[0,0]],\"q\":[[0,0]],\"alpha\":1e300,\"target_entropy\":-1e300}", 400,
                "invalid_argument", "target_entropy");
-    /* logits spread beyond the largest double: log p = -inf */
-    call_error(op, "{\"logits\":[[1,2],[1e308,-1e308]],\"actions\":[[0,1],[0,0]],\"q\":[[1,2],[1,2]],"
-                   "\"alpha\":0.1,\"baseline\":\"none\"}", 400, "invalid_argument", "logits[1]");
-    call_error(op, "{\"logits\":[[1e308,-1e308]],\"q\":[[1,2]],\"alpha\":0.1}", 400,
-               "invalid_argument", "logits[0]");
+    /* Logits spread beyond the largest double: log p = -inf for the action
+     * whose p underflows, which adds 0 log 0 = 0 (MATH.md §2). Actions that
+     * avoid it get finite answers; one that draws it is named. */
+    resp r = call(op, "{\"logits\":[[1,2],[1e308,-1e308]],\"actions\":[[0,1],[0,0]],"
+                      "\"q\":[[1,2],[1,2]],\"alpha\":0.1,\"baseline\":\"none\"}");
+    expect_ok(r);
+    ck_assert(json_number_value(json_array_get(json_object_get(r.j, "loss"), 1)) == -1.5);
+    ck_assert(json_number_value(json_array_get(json_object_get(r.j, "entropy"), 1)) == 0.0);
+    resp_free(&r);
+    r = call(op, "{\"logits\":[[1e308,-1e308]],\"q\":[[1,2]],\"alpha\":0.1}");
+    expect_ok(r);
+    ck_assert(json_number_value(json_array_get(json_object_get(r.j, "loss"), 0)) == -1.0);
+    resp_free(&r);
+    call_error(op, "{\"logits\":[[1,2],[1e308,-1e308]],\"actions\":[[0,1],[0,1]],\"q\":[[1,2],[1,2]],"
+                   "\"alpha\":0.1,\"baseline\":\"none\"}", 400, "invalid_argument", "actions[1][1]");
 }
 END_TEST
 
@@ -376,7 +386,8 @@ START_TEST(policy_single_row_seed_and_errors) {
                "invalid_argument", "seed");
     /* Q / alpha overflows */
     call_error(op, "{\"q\":[[1,2],[1,1e308]],\"alpha\":1e-10}", 400, "invalid_argument", "q[1][1]");
-    call_error(op, "{\"q\":[1e308,-1e308],\"alpha\":1}", 400, "invalid_argument", "q");
+    /* a spread past the largest double: log_probs[1] would be -inf */
+    call_error(op, "{\"q\":[1e308,-1e308],\"alpha\":1}", 400, "invalid_argument", "q[1]");
 }
 END_TEST
 

@@ -974,12 +974,19 @@ START_TEST(lanes_errors) {
     ck_assert_int_eq(rc1, GS_ENONFINITE);
     ck_error(rc2, e2, rc1, e1.input, e1.row, e1.sample, e1.col);
     ck_assert_int_eq(e1.row, 13);
-    /* logits spread past the largest double in row 9: the logits' fault */
+    /* Logits spread past the largest double in row 9: p = 1 on column 2
+     * and 0 elsewhere, where 0 log 0 = 0 (MATH.md §2; log p is -inf on
+     * column 3): H = 0, L = -Q_2, a zero gradient, in lanes as alone. The
+     * first failure is still row 13's (it was row 9, blamed on the logits). */
     z[9 * k + 2] = 1e308, z[9 * k + 3] = -1e308;
     rc1 = gs_sac_discrete(&j, 0, LB, &e1);
-    rc2 = gs_sac_discrete(&j, 9, 10, &e2);
-    ck_error(rc1, e1, GS_ENONFINITE, GS_IN_LOGITS, 9, -1, -1);
-    ck_error(rc2, e2, GS_ENONFINITE, GS_IN_LOGITS, 9, -1, -1);
+    ck_error(rc1, e1, GS_ENONFINITE, e1.input, 13, e1.sample, e1.col);
+    double h9 = a.h[9], l9 = a.loss[9], g9[LK];
+    memcpy(g9, a.g + 9 * k, k * sizeof *g9);
+    ck_assert_int_eq(gs_sac_discrete(&j, 9, 10, &e2), 0);
+    ck_assert(h9 == 0.0 && a.h[9] == 0.0);
+    ck_assert(l9 == -q[9 * k + 2] && a.loss[9] == l9);
+    for (size_t i = 0; i < k; i++) ck_assert(g9[i] == 0.0 && a.g[9 * k + i] == 0.0);
     lane_inputs(k, z, q, qm, act);
     /* sampled: q of +-1e308 for two samples of row 10 */
     qm[10 * LM + 2] = 1e308, qm[10 * LM + 7] = -1e308;
@@ -1000,6 +1007,16 @@ START_TEST(lanes_errors) {
     ck_error(rc1, e1, GS_ENONFINITE, GS_IN_Q, 12, -1, 6);
     rc2 = gs_sac_policy(&pj, 12, 13, &e2);
     ck_error(rc2, e2, GS_ENONFINITE, GS_IN_Q, 12, -1, 6);
+    /* Q / alpha spread past the largest double in row 11: the entropy is
+     * finite (0 log 0 = 0) but column 4's log p is -inf, an output: q's
+     * fault, with its column, in lanes as alone. */
+    for (size_t i = 0; i < LB * k; i++) q[i] = z[i];
+    pj.alpha = 1.0;
+    q[11 * k + 3] = 1e308, q[11 * k + 4] = -1e308;
+    rc1 = gs_sac_policy(&pj, 0, LB, &e1);
+    ck_error(rc1, e1, GS_ENONFINITE, GS_IN_Q, 11, -1, 4);
+    rc2 = gs_sac_policy(&pj, 11, 12, &e2);
+    ck_error(rc2, e2, GS_ENONFINITE, GS_IN_Q, 11, -1, 4);
 }
 END_TEST
 
