@@ -389,8 +389,8 @@ void api_kernel_error(api_ctx *c, const api_dist *d, const gs_error *e) {
     case GS_IN_SCALE:
         api_path(base, sizeof base, d->path, d->p1name ? d->p1name : "log_scale");
         fmt_index(p, sizeof p, base, d->single, e->row, -1, e->col);
-        api_bad(c, p, "`%s` gives a scale so large or so small (its exp, or its reciprocal, "
-                "overflows) that the result would not be finite; use a value of smaller "
+        api_bad(c, p, "`%s` gives a scale so large or so small that the result (or its "
+                "standard error) would not be a finite double; use a value of smaller "
                 "magnitude", p);
         return;
     case GS_IN_X: snprintf(base, sizeof base, "x");

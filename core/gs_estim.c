@@ -173,10 +173,26 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
 }
 
 /* Row b of gs_entropy; 0 or the failure's status. */
+/* The input to blame when a continuous row's entropy estimate, gradient or
+ * standard error overflows with finite log-densities: the terms grow with
+ * 1 / sigma and sigma (a normal's never with loc), and a tanh_normal's
+ * also with |loc| through u = loc + sigma eps: loc when some |loc| is
+ * larger than every sigma, else the scale. w holds row b's sigma. */
+static gs_input cont_blame(const gs_dist *d, const gs_ws *w, size_t b) {
+    if (d->type != GS_TANH_NORMAL) return GS_IN_SCALE;
+    double ml = 0.0, ms = 0.0;
+    for (size_t i = 0; i < d->dim; i++) {
+        double l = fabs(d->loc[b * d->dim + i]);
+        ml = l > ml ? l : ml;
+        ms = w->sigma[i] > ms ? w->sigma[i] : ms;
+    }
+    return ml > ms ? GS_IN_LOC : GS_IN_SCALE;
+}
+
 static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
     const gs_entropy_job *job = arg;
     const gs_dist *d = &job->dist;
-    gs_input blame = d->type == GS_CATEGORICAL ? GS_IN_LOGITS : GS_IN_LOC;
+    gs_input blame = GS_IN_LOGITS;
     int exact = job->estimator == GS_EST_EXACT;
     if (exact) entropy_exact_row(job, w, b);
     else entropy_mc_row(job, w, b);
@@ -185,6 +201,7 @@ static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
      * huge tanh loc), not the row's loc (found by tests/test_entropy.c). */
     long bad = !exact && d->type != GS_CATEGORICAL ? gs_first_nonfinite(w->lp, w->M) : -1;
     if (bad >= 0) return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
+    if (d->type != GS_CATEGORICAL) blame = cont_blame(d, w, b);
     return check_row(err, d, w, b, blame, job->entropy, exact ? NULL : job->se_entropy,
                      &job->grad, exact || !job->se_entropy ? NULL : &job->se_grad);
 }

@@ -226,6 +226,16 @@ START_TEST(entropy_nonfinite_names_the_input) {
     call_error("entropy",
                "{\"distribution\":{\"type\":\"normal\",\"loc\":[[0,0]],\"scale\":[[1,1e-320]]}}",
                400, "invalid_argument", "distribution.scale[0][1]");
+    /* Standard errors that overflow while exp(log_scale) does not: the
+     * scale is named, not loc (found by an audit). */
+    call_error("entropy",
+               "{\"distribution\":{\"type\":\"normal\",\"loc\":[[0,0]],\"log_scale\":[[0,-400]]},"
+               "\"estimator\":\"score\",\"samples\":4,\"seed\":1}",
+               400, "invalid_argument", "distribution.log_scale[0][1]");
+    call_error("entropy",
+               "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[[0]],\"log_scale\":[[356]]},"
+               "\"samples\":4,\"seed\":1}",
+               400, "invalid_argument", "distribution.log_scale[0]");
     /* Logits spread wider than the largest double: the p that underflows
      * adds 0 log 0 = 0 (MATH.md §2), so the exact answer is finite, H = 0
      * and a zero gradient, on the actor too (L = -Q of the certain action);
