@@ -282,7 +282,11 @@ int api_sac_continuous_run(api_ctx *c) {
         w_key(b, "grad");
         api_write_pgrad(c, d, &j->se_grad, 1);
         if (r->has_target) {
+            /* the same Monte Carlo number twice, as alpha_loss and
+             * grad_log_alpha are (API.md §11: every MC estimate's se) */
             w_key(b, "alpha_loss");
+            w_double(b, r->se_alpha_loss);
+            w_key(b, "grad_log_alpha");
             w_double(b, r->se_alpha_loss);
         }
         w_obj_end(b);

@@ -512,19 +512,22 @@ START_TEST(continuous_actor_matches_core) {
                     expect_at(r.j, "actions", ref.actions, NULL, 3, dims);
                     expect_pgrad(json_object_get(r.j, "grad"), &t, &ref.grad, 0, "grad");
                     if (M >= 2) {
-                        const char *ks[5];
+                        const char *ks[6];
                         int sn = 0;
                         if (q) ks[sn++] = "loss";
                         ks[sn++] = "entropy";
                         ks[sn++] = "grad";
-                        if (opt == 2) ks[sn++] = "alpha_loss";
+                        if (opt == 2) ks[sn++] = "alpha_loss", ks[sn++] = "grad_log_alpha";
                         ks[sn] = NULL;
                         expect_keys(json_object_get(r.j, "stderr"), ks);
                         if (q) expect_at(r.j, "stderr.loss", ref.se_loss, NULL, 1, dims);
                         expect_at(r.j, "stderr.entropy", ref.se_entropy, NULL, 1, dims);
                         expect_pgrad(jget(r.j, "stderr.grad"), &t, &ref.se_grad, 0, "stderr.grad");
-                        if (opt == 2)
+                        if (opt == 2) {
                             expect_at(r.j, "stderr.alpha_loss", &ref.se_alpha_loss, NULL, 0, NULL);
+                            expect_at(r.j, "stderr.grad_log_alpha", &ref.se_alpha_loss, NULL, 0,
+                                      NULL);
+                        }
                     }
                     if (opt == 2) {
                         expect_at(r.j, "alpha_loss", &ref.alpha_loss, NULL, 0, NULL);
