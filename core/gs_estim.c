@@ -172,7 +172,6 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
     reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
 }
 
-/* Row b of gs_entropy; 0 or the failure's status. */
 /* The input to blame when a continuous row's entropy estimate, gradient or
  * standard error overflows with finite log-densities: the terms grow with
  * 1 / sigma and sigma (a normal's never with loc), and a tanh_normal's
@@ -189,6 +188,7 @@ static gs_input cont_blame(const gs_dist *d, const gs_ws *w, size_t b) {
     return ml > ms ? GS_IN_LOC : GS_IN_SCALE;
 }
 
+/* Row b of gs_entropy; 0 or the failure's status. */
 static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
     const gs_entropy_job *job = arg;
     const gs_dist *d = &job->dist;

@@ -150,9 +150,9 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
             __m512d l = ld(zt + 8 * k);
             __m512d t = _mm512_sub_pd(_mm512_mul_pd(a, l), ld(qt + 8 * k));
             st(qt + 8 * k, t);
-            __m512d pt_ = _mm512_mul_pd(ld(pt + 8 * k), t);
-            if (ni) pt_ = _mm512_maskz_mov_pd(~neg_inf(l), pt_);
-            L = _mm512_add_pd(L, pt_);
+            __m512d term = _mm512_mul_pd(ld(pt + 8 * k), t);
+            if (ni) term = _mm512_maskz_mov_pd(~neg_inf(l), term);
+            L = _mm512_add_pd(L, term);
         }
         _mm512_mask_storeu_pd(loss + b, lm, L);
         nf |= nonfinite(L);
