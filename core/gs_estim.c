@@ -172,22 +172,6 @@ static void entropy_mc_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
     reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
 }
 
-/* The input to blame when a continuous row's entropy estimate, gradient or
- * standard error overflows with finite log-densities: the terms grow with
- * 1 / sigma and sigma (a normal's never with loc), and a tanh_normal's
- * also with |loc| through u = loc + sigma eps: loc when some |loc| is
- * larger than every sigma, else the scale. w holds row b's sigma. */
-static gs_input cont_blame(const gs_dist *d, const gs_ws *w, size_t b) {
-    if (d->type != GS_TANH_NORMAL) return GS_IN_SCALE;
-    double ml = 0.0, ms = 0.0;
-    for (size_t i = 0; i < d->dim; i++) {
-        double l = fabs(d->loc[b * d->dim + i]);
-        ml = l > ml ? l : ml;
-        ms = w->sigma[i] > ms ? w->sigma[i] : ms;
-    }
-    return ml > ms ? GS_IN_LOC : GS_IN_SCALE;
-}
-
 /* Row b of gs_entropy; 0 or the failure's status. */
 static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
     const gs_entropy_job *job = arg;
@@ -201,9 +185,14 @@ static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
      * huge tanh loc), not the row's loc (found by tests/test_entropy.c). */
     long bad = !exact && d->type != GS_CATEGORICAL ? gs_first_nonfinite(w->lp, w->M) : -1;
     if (bad >= 0) return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
-    if (d->type != GS_CATEGORICAL) blame = cont_blame(d, w, b);
-    return check_row(err, d, w, b, blame, job->entropy, exact ? NULL : job->se_entropy,
-                     &job->grad, exact || !job->se_entropy ? NULL : &job->se_grad);
+    long at = -1;
+    if (d->type != GS_CATEGORICAL) blame = gs_cont_blame(d, w, b, -1, &at);
+    int rc = check_row(err, d, w, b, blame, job->entropy, exact ? NULL : job->se_entropy,
+                       &job->grad, exact || !job->se_entropy ? NULL : &job->se_grad);
+    /* A per-row result (the entropy, its se) names the column blamed. */
+    if (rc && err && err->col < 0 && err->input == blame && d->type != GS_CATEGORICAL)
+        err->col = at;
+    return rc;
 }
 
 int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {

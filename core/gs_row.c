@@ -406,6 +406,21 @@ int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
     return gs_fail(err, GS_ENONFINITE, input, (long)b, sample, col);
 }
 
+gs_input gs_cont_blame(const gs_dist *d, const gs_ws *w, size_t b, long col, long *at) {
+    size_t D = d->dim, i0 = col < 0 ? 0 : (size_t)col, i1 = col < 0 ? D : (size_t)col + 1;
+    double ml = 0.0, ms = 0.0;
+    long il = (long)i0, is = (long)i0;
+    for (size_t i = i0; i < i1; i++) {
+        double l = d->type == GS_TANH_NORMAL ? fabs(d->loc[b * D + i]) : 0.0;
+        if (l > ml) ml = l, il = (long)i;
+        if (w->sigma[i] > ms) ms = w->sigma[i], is = (long)i;
+    }
+    /* A tiny sigma (1 / sigma large) counts through the blame on the scale. */
+    int loc = ml > ms && ml > 1.0;
+    if (at) *at = loc ? il : is;
+    return loc ? GS_IN_LOC : GS_IN_SCALE;
+}
+
 int gs_fail_lp(gs_error *err, const gs_dist *d, const gs_ws *w, int caller_eps,
                gs_input input, size_t b, size_t m) {
     size_t D = w->dim;
@@ -421,7 +436,9 @@ int gs_fail_lp(gs_error *err, const gs_dist *d, const gs_ws *w, int caller_eps,
     if (d->type == GS_TANH_NORMAL)
         for (size_t i = 0; i < D; i++)
             if (!isfinite(w->l1mt2[m * D + i]))
-                return gs_fail(err, GS_ENONFINITE, input, (long)b, -1, (long)i);
+                return gs_fail(err, GS_ENONFINITE,
+                               input == GS_IN_LOC ? gs_cont_blame(d, w, b, (long)i, NULL) : input,
+                               (long)b, -1, (long)i);
     return gs_fail(err, GS_ENONFINITE, input, (long)b, (long)m, -1);
 }
 

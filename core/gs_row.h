@@ -138,11 +138,20 @@ long gs_first_nonfinite(const double *a, size_t n);
 int gs_fail_row(gs_error *err, const gs_ws *w, gs_input input, size_t b,
                 long sample, long col);
 
+/* The input to blame when a continuous row's results overflow with no
+ * other cause found: they grow with sigma and 1 / sigma (a normal's never
+ * with loc), and a tanh_normal's also with |loc| through u = loc + sigma
+ * eps. Column i (col < 0: every column) is loc's when |loc_i| is larger
+ * than every sigma considered, else the scale's; *at (may be NULL) gets
+ * the column of the largest of them. w holds row b's sigma. */
+gs_input gs_cont_blame(const gs_dist *d, const gs_ws *w, size_t b, long col, long *at);
+
 /* Blames the non-finite log-density w->lp[m] of row b on the coordinate
  * that made it so: a sigma that over- or underflowed (GS_IN_SCALE), an eps
  * whose square overflows (GS_IN_EPS with sample m when caller_eps, the
  * noise being the caller's, else `input`), a tanh_normal u so large that
- * log(1 - tanh^2 u) is -inf (`input`, the loc); else `input`, no column. */
+ * log(1 - tanh^2 u) is -inf (that column's loc or scale, gs_cont_blame,
+ * when `input` is GS_IN_LOC); else `input`, no column. */
 int gs_fail_lp(gs_error *err, const gs_dist *d, const gs_ws *w, int caller_eps,
                gs_input input, size_t b, size_t m);
 

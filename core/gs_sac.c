@@ -251,8 +251,11 @@ static int sac_continuous_row(const void *arg, gs_ws *w, size_t b, gs_error *err
     long lbad = gs_first_nonfinite(w->lp, M);
     if (lbad >= 0)
         return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)lbad);
-    if (!isfinite(job->entropy[b]) || (job->se_entropy && !isfinite(job->se_entropy[b])))
-        return gs_fail_row(err, w, GS_IN_LOC, b, -1, -1);
+    if (!isfinite(job->entropy[b]) || (job->se_entropy && !isfinite(job->se_entropy[b]))) {
+        long at;
+        gs_input in = gs_cont_blame(d, w, b, -1, &at);
+        return gs_fail_row(err, w, in, b, -1, at);
+    }
     if (job->q && (!isfinite(job->loss[b]) || (job->se_loss && !isfinite(job->se_loss[b]))))
         return gs_fail(err, GS_ENONFINITE, GS_IN_Q, (long)b, -1, -1);
     const double *arr[4] = {job->grad.p0 + b * D, job->grad.p1 + b * D, se0, se1};

@@ -235,6 +235,19 @@ START_TEST(entropy_nonfinite_names_the_input) {
     call_error("entropy",
                "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[[0]],\"log_scale\":[[356]]},"
                "\"samples\":4,\"seed\":1}",
+               400, "invalid_argument", "distribution.log_scale[0][0]");
+    call_error("entropy",
+               "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[0,0],\"log_scale\":[0,356]},"
+               "\"samples\":4,\"seed\":1}",
+               400, "invalid_argument", "distribution.log_scale[1]");
+    /* a tanh u past the largest double through the scale, not loc */
+    call_error("sample",
+               "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[0],\"log_scale\":[709.7]},"
+               "\"samples\":4,\"seed\":1}",
+               400, "invalid_argument", "distribution.log_scale[0]");
+    call_error("sac/continuous/actor",
+               "{\"distribution\":{\"type\":\"tanh_normal\",\"loc\":[0],\"log_scale\":[356]},"
+               "\"alpha\":1,\"seed\":1,\"samples\":2,\"dq_da\":[[1],[1]]}",
                400, "invalid_argument", "distribution.log_scale[0]");
     /* Logits spread wider than the largest double: the p that underflows
      * adds 0 log 0 = 0 (MATH.md §2), so the exact answer is finite, H = 0
