@@ -276,13 +276,14 @@ int api_get_int(api_ctx *c, json_t *obj, const char *key, const char *path,
     json_t *j = json_object_get(obj, key);
     if (!j) return 0;
     int64_t x;
-    if (json_is_real(j) && json_real_value(j) == floor(json_real_value(j)) &&
-        !(json_real_value(j) >= (double)lo && json_real_value(j) <= (double)hi))
-        return api_bad(c, path, "`%s` must be between %lld and %lld, got %.17g", path,
-                       (long long)lo, (long long)hi, json_real_value(j));
-    if (!api_int_value(j, &x))
+    if (!api_int_value(j, &x)) {
+        /* an integer past 64 bits (read as a double) is out of range too */
+        if (json_is_real(j) && json_real_value(j) == floor(json_real_value(j)))
+            return api_bad(c, path, "`%s` must be between %lld and %lld, got %.17g", path,
+                           (long long)lo, (long long)hi, json_real_value(j));
         return api_bad(c, path, "`%s` must be an integer between %lld and %lld", path,
                        (long long)lo, (long long)hi);
+    }
     if (x < lo || x > hi)
         return api_bad(c, path, "`%s` must be between %lld and %lld, got %lld", path,
                        (long long)lo, (long long)hi, (long long)x);

@@ -76,16 +76,16 @@ static void cat_score_grad(const gs_dist *d, gs_ws *w, const double *wt,
 }
 
 /* Checks a row's per-row scalars and gradients; on a non-finite value fails
- * with the row and column, blaming the scale when its exp over- or
- * underflowed, else `input`. */
+ * with the row and column (for a scalar, scol: -1 for none), blaming the
+ * scale when its exp over- or underflowed, else `input`. */
 static int check_row(gs_error *err, const gs_dist *d, const gs_ws *w,
-                     size_t b, gs_input input, const double *scalar,
+                     size_t b, gs_input input, long scol, const double *scalar,
                      const double *se_scalar, const gs_pgrad *g,
                      const gs_pgrad *se) {
     size_t D = d->dim;
     const gs_ws *cw = d->type == GS_CATEGORICAL ? NULL : w;
     if ((scalar && !isfinite(scalar[b])) || (se_scalar && !isfinite(se_scalar[b])))
-        return gs_fail_row(err, cw, input, b, -1, -1);
+        return gs_fail_row(err, cw, input, b, -1, scol);
     const double *arr[4] = {g->p0, g->p1, se ? se->p0 : NULL, se ? se->p1 : NULL};
     for (int a = 0; a < 4; a++) {
         if (!arr[a]) continue;
@@ -185,14 +185,11 @@ static int entropy_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
      * huge tanh loc), not the row's loc (found by tests/test_entropy.c). */
     long bad = !exact && d->type != GS_CATEGORICAL ? gs_first_nonfinite(w->lp, w->M) : -1;
     if (bad >= 0) return gs_fail_lp(err, d, w, job->noise.eps != NULL, GS_IN_LOC, b, (size_t)bad);
+    /* A per-row result (the entropy, its se) names the column blamed. */
     long at = -1;
     if (d->type != GS_CATEGORICAL) blame = gs_cont_blame(d, w, b, -1, &at);
-    int rc = check_row(err, d, w, b, blame, job->entropy, exact ? NULL : job->se_entropy,
-                       &job->grad, exact || !job->se_entropy ? NULL : &job->se_grad);
-    /* A per-row result (the entropy, its se) names the column blamed. */
-    if (rc && err && err->col < 0 && err->input == blame && d->type != GS_CATEGORICAL)
-        err->col = at;
-    return rc;
+    return check_row(err, d, w, b, blame, at, job->entropy, exact ? NULL : job->se_entropy,
+                     &job->grad, exact || !job->se_entropy ? NULL : &job->se_grad);
 }
 
 int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
@@ -226,7 +223,7 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
             bad = gs_lanes_score_avx512(&s, r0, r0 + n8, w.lanes);
         }
         for (size_t b = r0; bad && b < r0 + n8 && !rc; b++)
-            rc = check_row(err, d, &w, b, blame, job->entropy,
+            rc = check_row(err, d, &w, b, blame, -1, job->entropy,
                            exact ? NULL : job->se_entropy, &job->grad,
                            exact || !job->se_entropy ? NULL : &job->se_grad);
         rs = r0 + n8;
@@ -294,7 +291,7 @@ static int reparam_row(const void *arg, gs_ws *w, size_t b, gs_error *err) {
             }
         }
     reduce_grad(d, w, b, &job->grad, &job->se_grad, &job->terms);
-    return check_row(err, d, w, b, GS_IN_GRAD_X, NULL, NULL, &job->grad,
+    return check_row(err, d, w, b, GS_IN_GRAD_X, -1, NULL, NULL, &job->grad,
                      job->se_grad.p0 ? &job->se_grad : NULL);
 }
 
@@ -370,7 +367,7 @@ int gs_score(const gs_score_job *job, size_t r0, size_t r1, gs_error *err) {
             score_terms(d, &w, w.w);
             reduce_grad(d, &w, b, &job->grad, &job->se_grad, &job->terms);
         }
-        rc = check_row(err, d, &w, b, GS_IN_F, job->value, job->se_value,
+        rc = check_row(err, d, &w, b, GS_IN_F, -1, job->value, job->se_value,
                        &job->grad, job->se_grad.p0 ? &job->se_grad : NULL);
     }
     gs_ws_free(&w);

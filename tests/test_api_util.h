@@ -329,6 +329,17 @@ TU void expect_single_of(json_t *single, json_t *batched, const char *where) {
     ck_assert_msg((a).len == (b).len && !memcmp((a).body, (b).body, (a).len),  \
                   "bodies differ:\n%.500s\n%.500s", (a).body, (b).body)
 
+/* Asserts that two requests to op, written differently, get 200 and the
+ * same body byte for byte. */
+TU void expect_same_answer(const char *op, const char *body_a, const char *body_b) {
+    resp a = call(op, body_a), b = call(op, body_b);
+    expect_ok(a);
+    expect_ok(b);
+    expect_same_body(a, b);
+    resp_free(&a);
+    resp_free(&b);
+}
+
 /* ==== a small threaded api_exec =============================================== */
 
 /* run() starts workers - 1 threads that take task indices from a shared
