@@ -178,7 +178,13 @@ void *api_alloc(api_ctx *c, size_t n, size_t size) {
         api_err(c, 413, "payload_too_large", NULL, "the request needs more memory than is available");
         return NULL;
     }
-    return keep(c, calloc(n ? n : 1, size ? size : 1));
+    /* Zeroed, on a cache line: the kernels' big outputs can then be
+     * written with streaming stores (core/gs_vmath_impl.h). */
+    size_t bytes = (n ? n : 1) * (size ? size : 1);
+    if (bytes > SIZE_MAX - 63) return keep(c, NULL);
+    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (p) memset(p, 0, bytes);
+    return keep(c, p);
 }
 
 static int verr(api_ctx *c, int status, const char *code, const char *field,

@@ -60,8 +60,8 @@ typedef struct {
 void api_ctx_init(api_ctx *c, const api_limits *lim, const api_exec *exec);
 void api_ctx_free(api_ctx *c);
 
-/* Zeroed memory owned by the context; NULL (with a 500-free error set:
- * 413 payload_too_large) when the allocation fails. */
+/* Zeroed memory owned by the context, on a 64-byte boundary; NULL (with
+ * a 500-free error set: 413 payload_too_large) when the allocation fails. */
 void *api_alloc(api_ctx *c, size_t n, size_t size);
 
 /* n bytes, not zeroed, owned by the context likewise. */

@@ -43,8 +43,10 @@ typedef struct {
     double *o_md;            /* B x M x D: x / actions */
 } bufs;
 
+/* Cache-line aligned, as torch's CPU allocator aligns its tensors (and as
+ * the server's api_alloc does). */
 static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
+    void *p = aligned_alloc(64, ((n ? n : 1) + 63) & ~(size_t)63);
     if (!p) {
         fprintf(stderr, "bench_core: out of memory\n");
         exit(1);

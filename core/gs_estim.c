@@ -213,13 +213,15 @@ int gs_entropy(const gs_entropy_job *job, size_t r0, size_t r1, gs_error *err) {
         int bad;
         if (exact) {
             bad = gs_lanes_entropy_cat_avx512(D, d->logits + r0 * D, n8, job->entropy + r0,
-                                              job->grad.p0 + r0 * D, w.lanes);
+                                              job->grad.p0 + r0 * D,
+                                              gs_stream_batch(d->rows, 2 * D), w.lanes);
         } else {
             gs_lanes_score s = {.K = D, .M = job->samples, .logits = d->logits,
                                 .key = {job->rng.key[0], job->rng.key[1]},
                                 .loo = job->baseline != GS_BASELINE_NONE,
                                 .stat = job->entropy, .se_stat = job->se_entropy,
-                                .grad = job->grad.p0, .se_grad = job->se_grad.p0};
+                                .grad = job->grad.p0, .se_grad = job->se_grad.p0,
+                                .stream = gs_stream_batch(d->rows, 3 * D)};
             bad = gs_lanes_score_avx512(&s, r0, r0 + n8, w.lanes);
         }
         for (size_t b = r0; bad && b < r0 + n8 && !rc; b++)

@@ -95,14 +95,15 @@ size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpa
 /* h[b] = H of row b of z (n rows of K), grad[b K + j] = -p_j (log p_j + H)
  * (0 where log p_j is -inf). */
 int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
-                                double *scratch) {
+                                int stream, double *scratch) {
     double *zt = scratch, *pt = zt + 8 * kpad(K);
     __mmask8 bad = 0;
+    int nt = stream_ok(stream, grad, K);
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
         __m512d mx, lse;
         __mmask8 ni;
-        prefetch_ahead(z, b, n, K);
+        gs_prefetch_rows(z, K, b, n);
         load_t(K, z + b * K, K, nl, zt);
         __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
         __mmask8 lm = lane_mask(nl), nf = nonfinite(H);
@@ -118,8 +119,9 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
             st(zt + 8 * k, g);
         }
         bad |= nf & lm;
-        store_t(K, zt, grad + b * K, K, nl);
+        store_rows(K, zt, grad + b * K, nl, nt);
     }
+    if (nt) _mm_sfence();
     return bad != 0;
 }
 
@@ -128,17 +130,19 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
 /* L = sum_k p_k (alpha log p_k - Q_k), grad_j = p_j (alpha log p_j - Q_j - L),
  * H; n rows of z and q (K each). A log p_k of -inf adds 0 to L and gets 0. */
 int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double alpha, size_t n,
-                              double *loss, double *ent, double *grad, double *scratch) {
+                              double *loss, double *ent, double *grad, int stream,
+                              double *scratch) {
     double *zt = scratch, *pt = zt + 8 * kpad(K), *qt = pt + 8 * kpad(K);
     __m512d a = _mm512_set1_pd(alpha);
     __mmask8 bad = 0;
+    int nt = stream_ok(stream, grad, K);
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
         __mmask8 lm = lane_mask(nl);
         __m512d mx, lse;
         __mmask8 ni;
-        prefetch_ahead(z, b, n, K);
-        prefetch_ahead(q, b, n, K);
+        gs_prefetch_rows(z, K, b, n);
+        gs_prefetch_rows(q, K, b, n);
         load_t(K, z + b * K, K, nl, zt);
         load_t(K, q + b * K, K, nl, qt);
         __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
@@ -163,8 +167,9 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
             st(qt + 8 * k, g);
         }
         bad |= nf & lm;
-        store_t(K, qt, grad + b * K, K, nl);
+        store_rows(K, qt, grad + b * K, nl, nt);
     }
+    if (nt) _mm_sfence();
     return bad != 0;
 }
 
@@ -174,16 +179,18 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
  * alpha (z_k - log p_k) at the argmax k, where log p_k = 0 - lse exactly).
  * Returns 1 when some row's H, V or a log_prob is not finite. */
 int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, double *probs,
-                           double *log_probs, double *ent, double *value, double *scratch) {
+                           double *log_probs, double *ent, double *value, int stream,
+                           double *scratch) {
     double *zt = scratch, *pt = zt + 8 * kpad(K);
     __m512d a = _mm512_set1_pd(alpha);
     __mmask8 bad = 0;
+    int nt = stream_ok(stream, probs, K) && stream_ok(stream, log_probs, K);
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
         __mmask8 lm = lane_mask(nl);
         __m512d mx, lse;
         __mmask8 ni;
-        prefetch_ahead(q, b, n, K);
+        gs_prefetch_rows(q, K, b, n);
         load_t(K, q + b * K, K, nl, zt);
         for (size_t k = 0; k < K; k++) st(zt + 8 * k, _mm512_div_pd(ld(zt + 8 * k), a));
         __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
@@ -193,9 +200,10 @@ int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, do
         bad |= nf & lm;
         _mm512_mask_storeu_pd(ent + b, lm, H);
         _mm512_mask_storeu_pd(value + b, lm, V);
-        store_t(K, zt, log_probs + b * K, K, nl);
-        store_t(K, pt, probs + b * K, K, nl);
+        store_rows(K, zt, log_probs + b * K, nl, nt);
+        store_rows(K, pt, probs + b * K, nl, nt);
     }
+    if (nt) _mm_sfence();
     return bad != 0;
 }
 
@@ -305,6 +313,8 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
     __mmask8 bad = 0;
     __m512d fM = _mm512_set1_pd((double)M), zero = _mm512_setzero_pd();
     int loo = s->loo && M >= 2;
+    int nt = stream_ok(s->stream, s->grad + r0 * K, K) &&
+             (!s->se_grad || stream_ok(s->stream, s->se_grad + r0 * K, K));
     const __m512d a = _mm512_set1_pd(s->alpha);
     const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ULL);
     __m512d fl = _mm512_set1_pd(M >= 2 ? (double)M / (double)(M - 1) : 1.0);
@@ -313,9 +323,9 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
         __mmask8 lm = lane_mask(nl);
         __m512d mx, lse;
         __mmask8 ni;
-        prefetch_ahead(s->logits, b, r1, K);
-        prefetch_ahead(s->q, b, r1, M);
-        prefetch_ahead(s->actions, b, r1, M);
+        gs_prefetch_rows(s->logits, K, b, r1);
+        gs_prefetch_rows(s->q, M, b, r1);
+        gs_prefetch_rows(s->actions, M, b, r1);
         load_t(K, s->logits + b * K, K, nl, zt);
         __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
         __mmask8 nf = nonfinite(H);
@@ -384,9 +394,10 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
             if (s->se_grad) nf |= nonfinite(ld(set + 8 * k));
         }
         bad |= nf & lm;
-        store_t(K, gt, s->grad + b * K, K, nl);
-        if (s->se_grad) store_t(K, set, s->se_grad + b * K, K, nl);
+        store_rows(K, gt, s->grad + b * K, nl, nt);
+        if (s->se_grad) store_rows(K, set, s->se_grad + b * K, nl, nt);
     }
+    if (nt) _mm_sfence();
     return bad != 0;
 }
 #else

@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Why lanes: a softmax row of K = 18 is three short vectors, and its max,
  * its sum, its entropy and every per-row statistic are serial chains whose
@@ -82,14 +83,24 @@ static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, 
     }
 }
 
-/* Prefetches the input rows two groups ahead (rows b + 16 .. b + 23 of a
- * matrix of row length ld, when they exist): at large batches the inputs
- * come from memory, and the hardware prefetcher alone left the kernels
- * waiting on them (measured 5-10 % at B = 65536). */
-static inline void prefetch_ahead(const void *base, size_t b, size_t r1, size_t ld) {
-    if (!base || b + 24 > r1) return;
-    const char *p = (const char *)base + (b + 16) * ld * sizeof(double);
-    for (size_t o = 0; o < 8 * ld * sizeof(double); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+/* Whether a kernel told to stream (gs_stream_batch) can stream to dst:
+ * rows of at most 64 columns (the staging copy below) starting on a cache
+ * line. Groups of eight rows then start on cache lines too (8 K doubles). */
+static inline int stream_ok(int stream, const double *dst, size_t K) {
+    return stream && dst && K <= 64 && !((uintptr_t)dst & 63);
+}
+
+/* store_t(K, xt, dst, K, n); with nt (stream_ok) a whole group's 8 K
+ * doubles, K full cache lines, go out by non-temporal stores from a
+ * staging copy in L1. The kernel ends with an sfence when it streamed. */
+static inline void store_rows(size_t K, const double *xt, double *dst, size_t n, int nt) {
+    if (nt && n == 8) {
+        double stage[8 * 64] __attribute__((aligned(64)));
+        store_t(K, xt, stage, K, 8);
+        for (size_t i = 0; i < 8 * K; i += 8) _mm512_stream_pd(dst + i, _mm512_load_pd(stage + i));
+    } else {
+        store_t(K, xt, dst, K, n);
+    }
 }
 
 /* Blocks of K columns are allocated with kpad(K) columns, a multiple of 8. */

@@ -55,18 +55,6 @@ void gs_cont_bounds(const gs_dist *d, gs_ws *w);
 double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, const gs_noise *n, size_t rows,
                       gs_lanes_cont *lc);
 
-/* Prefetches the group of eight rows that a lane loop reaches two groups
- * after row b (rows b + 16 .. b + 23, when they are below r1) of a
- * row-major array of ld doubles per row. gs_log_prob hands its lane kernel
- * one group at a time, so the kernel cannot look ahead itself; at large
- * batches its points come from memory, and the hardware prefetcher alone
- * left it at 40 % of its speed with this (B = 65536, M D = 96). */
-static inline void gs_prefetch_rows(const void *base, size_t ld, size_t b, size_t r1) {
-    if (b + 24 > r1) return;
-    const char *p = (const char *)base + (b + 16) * ld * sizeof(double);
-    for (size_t o = 0; o < 8 * ld * sizeof(double); o += 64) __builtin_prefetch(p + o);
-}
-
 /* Row b of a kernel's job into its outputs: 0 or the failure's status. */
 typedef int (*gs_row_fn)(const void *job, gs_ws *w, size_t b, gs_error *err);
 

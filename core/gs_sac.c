@@ -52,14 +52,16 @@ int gs_sac_discrete(const gs_sac_discrete_job *job, size_t r0, size_t r1,
         if (!job->actions) {
             bad = gs_lanes_sac_exact_avx512(K, d->logits + r0 * K, job->q + r0 * K, a, n8,
                                             job->loss + r0, job->entropy + r0,
-                                            job->grad.p0 + r0 * K, w.lanes);
+                                            job->grad.p0 + r0 * K,
+                                            gs_stream_batch(d->rows, 3 * K), w.lanes);
         } else {
             gs_lanes_score s = {.K = K, .M = M, .logits = d->logits, .actions = job->actions,
                                 .q = job->q, .alpha = a,
                                 .loo = job->baseline != GS_BASELINE_NONE,
                                 .entropy = job->entropy, .stat = job->loss,
                                 .se_stat = job->se_loss, .grad = job->grad.p0,
-                                .se_grad = job->se_grad.p0};
+                                .se_grad = job->se_grad.p0,
+                                .stream = gs_stream_batch(d->rows, 3 * K + 2 * M)};
             bad = gs_lanes_score_avx512(&s, r0, r0 + n8, w.lanes);
         }
         for (size_t b = r0; bad && b < r0 + n8 && !rc; b++) rc = sac_discrete_check(job, b, &w, err);
@@ -136,7 +138,8 @@ int gs_sac_policy(const gs_sac_policy_job *job, size_t r0, size_t r1,
         if (!scratch) return gs_fail(err, GS_ENOMEM, GS_IN_NONE, -1, -1, -1);
         int bad = gs_lanes_policy_avx512(K, job->q + r0 * K, a, n8, job->probs + r0 * K,
                                          job->log_probs + r0 * K, job->entropy + r0,
-                                         job->value + r0, scratch);
+                                         job->value + r0,
+                                         gs_stream_batch(job->rows, 3 * K), scratch);
         free(scratch);
         for (size_t b = r0; b < r0 + n8 && !rc; b++) {
             if (bad && (!isfinite(job->entropy[b]) || !isfinite(job->value[b]) ||

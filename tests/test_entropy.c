@@ -1,6 +1,8 @@
 /* test_entropy.c - Check suite for gs_entropy: exact, score and reparam entropy gradients. */
 #include "test_core_util.h"
 
+#include "gs_vmath_impl.h" /* gs_stream_batch */
+
 /* ---- fixtures and references ------------------------------------------------- */
 
 enum { B = 2, K = 4, D = 2, MAXM = 64, RB = 7 };
@@ -851,6 +853,60 @@ static int lanes_reparam_run(const tc_lanes_case *c, size_t r0, size_t r1, const
 START_TEST(lanes_reparam) { tc_lanes_vs_rows(lanes_reparam_run, 0, 0); }
 END_TEST
 
+/* A batch that moves at least GS_STREAM_BYTES writes its K-column outputs
+ * with non-temporal stores (gs_vmath_impl.h): the same bits as a small
+ * batch of the same rows, which does not stream, and as a split whose
+ * second share starts off a cache line (stored as usual). */
+enum { SB = 40963, SK = 18, SM = 16, SW = 67 };
+
+static double *big(size_t n) {
+    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 0xee, n * sizeof(double));
+    return p;
+}
+
+/* Rows [r0, r1) of the entropy of the `rows` rows from row w0 of z into
+ * o (h, sh: rows; g, sg: rows x SK). */
+static void big_run(int score, const double *z, size_t w0, size_t rows, size_t r0, size_t r1,
+                    double *const o[4]) {
+    gs_entropy_job j = {.dist = {.type = GS_CATEGORICAL, .rows = rows, .dim = SK, .logits = z + w0 * SK},
+                        .estimator = score ? GS_EST_SCORE : GS_EST_EXACT,
+                        .baseline = GS_BASELINE_LOO, .samples = score ? SM : 0, .entropy = o[0],
+                        .grad = {o[2], NULL}, .se_entropy = score ? o[1] : NULL,
+                        .se_grad = {score ? o[3] : NULL, NULL}};
+    gs_rng_init(&j.rng, 4242);
+    ck_assert_int_eq(gs_entropy(&j, r0, r1, NULL), 0);
+}
+
+START_TEST(streamed_big_batch) {
+    ck_assert(gs_stream_batch(SB, 3 * SK) && !gs_stream_batch(SW, 3 * SK));
+    double *z = big(SB * SK);
+    for (size_t i = 0; i < SB * SK; i++) z[i] = 3.0 * sin(0.37 * i + 1.0);
+    for (int score = 0; score < 2; score++) {
+        double *a[4] = {big(SB), big(SB), big(SB * SK), big(SB * SK)};
+        double *c[4] = {big(SB), big(SB), big(SB * SK), big(SB * SK)};
+        double *s[4] = {big(SW), big(SW), big(SW * SK), big(SW * SK)};
+        size_t cut = SB / 2 + 3, w0s[] = {0, SB / 2, SB - SW};
+        big_run(score, z, 0, SB, 0, SB, a);
+        big_run(score, z, 0, SB, 0, cut, c);
+        big_run(score, z, 0, SB, cut, SB, c);
+        for (int i = 0; i < 4; i++) ck_same_bytes(a[i], c[i], SB * (i < 2 ? 1 : SK) * sizeof(double));
+        /* Row b draws from (seed, b): a window of the score estimator's
+         * rows draws the same samples only where it starts at row 0. */
+        for (int w = 0; w < (score ? 1 : 3); w++) {
+            big_run(score, z, w0s[w], SW, 0, SW, s);
+            for (int i = 0; i < 4; i++)
+                if (score || i % 2 == 0)
+                    ck_same_bytes(a[i] + w0s[w] * (i < 2 ? 1 : SK), s[i],
+                                  SW * (i < 2 ? 1 : SK) * sizeof(double));
+        }
+        for (int i = 0; i < 4; i++) free(a[i]), free(c[i]), free(s[i]);
+    }
+    free(z);
+}
+END_TEST
+
 static Suite *entropy_suite(void) {
     Suite *s = suite_create("entropy");
     TCase *tc = tcase_create("exact");
@@ -872,6 +928,7 @@ static Suite *entropy_suite(void) {
     tcase_add_test(tc, split_rows_bit_identical);
     tcase_add_test(tc, lanes_categorical);
     tcase_add_test(tc, lanes_reparam);
+    tcase_add_test(tc, streamed_big_batch);
     suite_add_tcase(s, tc);
     tc = tcase_create("edges");
     tcase_add_test(tc, edge_categorical);

@@ -1,6 +1,8 @@
 /* test_sac.c - Check suite for gs_sac: discrete/continuous actors, Boltzmann policy, alpha. */
 #include "test_core_util.h"
 
+#include "gs_vmath_impl.h" /* gs_stream_batch */
+
 /* ---- fixtures ------------------------------------------------------------------ */
 
 enum { B = 2, K = 4, D = 2, RB = 7, MAXM = 64 };
@@ -1101,6 +1103,96 @@ static int lanes_continuous_run(const tc_lanes_case *c, size_t r0, size_t r1,
 START_TEST(lanes_continuous) { tc_lanes_vs_rows(lanes_continuous_run, 1, 1); }
 END_TEST
 
+/* A batch that moves at least GS_STREAM_BYTES writes its K-column outputs
+ * with non-temporal stores (gs_vmath_impl.h): the same bits as a small
+ * batch of the same rows, which does not stream, and as a split whose
+ * second share starts off a cache line (stored as usual). */
+enum { SB = 40963, SK = 18, SM = 16, SW = 67 };
+
+static double *big(size_t n) {
+    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 0xee, n * sizeof(double));
+    return p;
+}
+
+typedef struct {
+    double *loss, *h, *g, *sl, *sg, *p, *lp;
+} big_out;
+
+static big_out big_outs(size_t rows) {
+    return (big_out){big(rows), big(rows), big(rows * SK), big(rows), big(rows * SK),
+                     big(rows * SK), big(rows * SK)};
+}
+
+static void big_free(big_out *o) {
+    free(o->loss), free(o->h), free(o->g), free(o->sl), free(o->sg), free(o->p), free(o->lp);
+}
+
+/* kind 0: exact actor, 1: sampled actor (loo), 2: the policy; rows
+ * [r0, r1) of the batch starting at row w0 of the inputs, of `rows` rows. */
+static void big_run(int kind, const double *z, const double *q, const double *qm,
+                    const int64_t *act, size_t w0, size_t rows, size_t r0, size_t r1,
+                    const big_out *o) {
+    if (kind == 2) {
+        gs_sac_policy_job j = {.rows = rows, .K = SK, .q = q + w0 * SK, .alpha = ALPHA,
+                               .probs = o->p, .log_probs = o->lp, .entropy = o->h,
+                               .value = o->loss};
+        ck_assert_int_eq(gs_sac_policy(&j, r0, r1, NULL), 0);
+        return;
+    }
+    gs_sac_discrete_job j = {
+        .dist = {.type = GS_CATEGORICAL, .rows = rows, .dim = SK, .logits = z + w0 * SK},
+        .alpha = ALPHA, .q = kind ? qm + w0 * SM : q + w0 * SK, .actions = kind ? act + w0 * SM : NULL,
+        .samples = kind ? SM : 0, .baseline = GS_BASELINE_LOO, .loss = o->loss, .entropy = o->h,
+        .grad = {o->g, NULL}, .se_loss = kind ? o->sl : NULL, .se_grad = {kind ? o->sg : NULL, NULL}};
+    ck_assert_int_eq(gs_sac_discrete(&j, r0, r1, NULL), 0);
+}
+
+/* Rows [at, at + n) of a against rows [0, n) of c (outputs at offset). */
+static void big_same(int kind, const big_out *a, size_t at, const big_out *c, size_t n) {
+    ck_same_bytes(a->h + at, c->h, n * sizeof(double));
+    ck_same_bytes(a->loss + at, c->loss, n * sizeof(double));
+    if (kind == 2) {
+        ck_same_bytes(a->p + at * SK, c->p, n * SK * sizeof(double));
+        ck_same_bytes(a->lp + at * SK, c->lp, n * SK * sizeof(double));
+        return;
+    }
+    ck_same_bytes(a->g + at * SK, c->g, n * SK * sizeof(double));
+    if (kind == 1) {
+        ck_same_bytes(a->sl + at, c->sl, n * sizeof(double));
+        ck_same_bytes(a->sg + at * SK, c->sg, n * SK * sizeof(double));
+    }
+}
+
+START_TEST(streamed_big_batch) {
+    ck_assert(gs_stream_batch(SB, 3 * SK) && !gs_stream_batch(SW, 3 * SK + 2 * SM));
+    double *z = big(SB * SK), *q = big(SB * SK), *qm = big(SB * SM);
+    int64_t *act = malloc(SB * SM * sizeof *act);
+    ck_assert_ptr_nonnull(act);
+    for (size_t i = 0; i < SB * SK; i++) z[i] = 3.0 * sin(0.37 * i + 1.0), q[i] = 1.0 + 2.0 * cos(0.71 * i);
+    for (size_t i = 0; i < SB * SM; i++) {
+        qm[i] = 0.5 + 1.5 * sin(0.43 * i + 0.25);
+        act[i] = (int64_t)((7 * i + i / 3) % SK);
+    }
+    for (int kind = 0; kind < 3; kind++) {
+        big_out a = big_outs(SB), c = big_outs(SB), s = big_outs(SW);
+        big_run(kind, z, q, qm, act, 0, SB, 0, SB, &a);
+        size_t cut = SB / 2 + 3;
+        big_run(kind, z, q, qm, act, 0, SB, 0, cut, &c);
+        big_run(kind, z, q, qm, act, 0, SB, cut, SB, &c);
+        big_same(kind, &a, 0, &c, SB);
+        const size_t w0s[] = {0, SB / 2, SB - SW};
+        for (int w = 0; w < 3; w++) {
+            big_run(kind, z, q, qm, act, w0s[w], SW, 0, SW, &s);
+            big_same(kind, &a, w0s[w], &s, SW);
+        }
+        big_free(&a), big_free(&c), big_free(&s);
+    }
+    free(z), free(q), free(qm), free(act);
+}
+END_TEST
+
 static Suite *sac_suite(void) {
     Suite *s = suite_create("sac");
     TCase *tc = tcase_create("discrete");
@@ -1132,6 +1224,7 @@ static Suite *sac_suite(void) {
     tcase_add_test(tc, sampled_se_near_one);
     tcase_add_test(tc, lanes_errors);
     tcase_add_test(tc, lanes_continuous);
+    tcase_add_test(tc, streamed_big_batch);
     suite_add_tcase(s, tc);
     return s;
 }
