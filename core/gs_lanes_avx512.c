@@ -121,7 +121,7 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
         bad |= nf & lm;
         store_rows(K, zt, grad + b * K, nl, nt);
     }
-    if (nt) _mm_sfence();
+    if (nt) gs_stream_fence();
     return bad != 0;
 }
 
@@ -169,7 +169,7 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
         bad |= nf & lm;
         store_rows(K, qt, grad + b * K, nl, nt);
     }
-    if (nt) _mm_sfence();
+    if (nt) gs_stream_fence();
     return bad != 0;
 }
 
@@ -203,7 +203,7 @@ int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, do
         store_rows(K, zt, log_probs + b * K, nl, nt);
         store_rows(K, pt, probs + b * K, nl, nt);
     }
-    if (nt) _mm_sfence();
+    if (nt) gs_stream_fence();
     return bad != 0;
 }
 
@@ -397,7 +397,7 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
         store_rows(K, gt, s->grad + b * K, nl, nt);
         if (s->se_grad) store_rows(K, set, s->se_grad + b * K, nl, nt);
     }
-    if (nt) _mm_sfence();
+    if (nt) gs_stream_fence();
     return bad != 0;
 }
 #else

@@ -84,22 +84,32 @@ static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, 
 }
 
 /* Whether a kernel told to stream (gs_stream_batch) can stream to dst:
- * rows of at most 64 columns (the staging copy below) starting on a cache
- * line. Groups of eight rows then start on cache lines too (8 K doubles). */
+ * dst on a cache line, and rows of a multiple of 8 columns (each row then
+ * starts on a cache line) or of at most 64 (a group's 8 K doubles, K
+ * cache lines, staged in L1 below). */
 static inline int stream_ok(int stream, const double *dst, size_t K) {
-    return stream && dst && K <= 64 && !((uintptr_t)dst & 63);
+    return stream && dst && (K % 8 == 0 || K <= 64) && !((uintptr_t)dst & 63);
 }
 
-/* store_t(K, xt, dst, K, n); with nt (stream_ok) a whole group's 8 K
- * doubles, K full cache lines, go out by non-temporal stores from a
- * staging copy in L1. The kernel ends with an sfence when it streamed. */
+/* store_t(K, xt, dst, K, n); with nt (stream_ok) a whole group goes out by
+ * non-temporal stores, whole cache lines each. The kernel (or its caller)
+ * issues an sfence after its last one. */
 static inline void store_rows(size_t K, const double *xt, double *dst, size_t n, int nt) {
-    if (nt && n == 8) {
+    if (!nt || n != 8) {
+        store_t(K, xt, dst, K, n);
+    } else if (K % 8 == 0) {
+        for (size_t k0 = 0; k0 < K; k0 += 8) {
+            __m512d r[8];
+#pragma GCC unroll 8
+            for (size_t c = 0; c < 8; c++) r[c] = ld(xt + 8 * (k0 + c));
+            tr8(r);
+#pragma GCC unroll 8
+            for (size_t l = 0; l < 8; l++) _mm512_stream_pd(dst + l * K + k0, r[l]);
+        }
+    } else {
         double stage[8 * 64] __attribute__((aligned(64)));
         store_t(K, xt, stage, K, 8);
         for (size_t i = 0; i < 8 * K; i += 8) _mm512_stream_pd(dst + i, _mm512_load_pd(stage + i));
-    } else {
-        store_t(K, xt, dst, K, n);
     }
 }
 

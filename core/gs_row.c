@@ -127,7 +127,9 @@ double *gs_cont_lanes(const gs_dist *d, gs_ws *w, size_t M, const gs_noise *n, s
                           .low = tanh_ ? d->low : NULL,
                           .high = tanh_ ? d->high : NULL,
                           .eps = n->eps,
-                          .key = {n->rng.key[0], n->rng.key[1]}};
+                          .key = {n->rng.key[0], n->rng.key[1]},
+                          /* in: loc, scale, eps, df/dx or dQ/da; out: x, the gradients, their se */
+                          .stream = gs_stream_batch(d->rows, 3 * M * D + 2 * M + 6 * D)};
     return p;
 }
 
@@ -135,9 +137,19 @@ int gs_cont_rows(const gs_lanes_cont *lc, double *ls, gs_row_fn row, const void 
                  size_t b, size_t r1, gs_error *err) {
     int rc = 0;
     if (ls) {
-        for (; b + 8 <= r1 && !rc; b += 8)
+        size_t D = lc->D, MD = lc->M * lc->D;
+        for (; b + 8 <= r1 && !rc; b += 8) {
+            gs_prefetch_rows(lc->loc, D, b, r1);
+            gs_prefetch_rows(lc->scale, D, b, r1);
+            gs_prefetch_rows(lc->eps, MD, b, r1);
+            gs_prefetch_rows(lc->gx, MD, b, r1);
+            gs_prefetch_rows(lc->glp, lc->M, b, r1);
+            gs_prefetch_rows(lc->dq, MD, b, r1);
+            gs_prefetch_rows(lc->q, lc->M, b, r1);
             if (gs_lanes_cont_avx512(lc, b, 8, ls))
                 for (size_t i = b; i < b + 8 && !rc; i++) rc = row(job, w, i, err);
+        }
+        if (lc->stream) gs_stream_fence();
         free(ls);
     }
     for (; b < r1 && !rc; b++) rc = row(job, w, b, err);

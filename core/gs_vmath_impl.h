@@ -41,6 +41,14 @@ static inline int gs_stream_batch(size_t rows, size_t per_row) {
     return per_row && rows >= GS_STREAM_BYTES / sizeof(double) / per_row;
 }
 
+/* Orders a kernel's streaming stores before what follows (the workers'
+ * hand-back of their rows). */
+static inline void gs_stream_fence(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ volatile("sfence" ::: "memory");
+#endif
+}
+
 /* Defined in gs_vmath_avx2.c (compiled with -mavx2 -mfma); call only on a
  * CPU with AVX2 and FMA. Same contracts as the gs_vm_* functions. */
 void gs_vm_exp_avx2(size_t n, const double *x, double *y);
@@ -155,7 +163,9 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
  * scale is log_scale, or sigma when scale_is_sigma. Returns 1 when a row
  * needs the row loop (a sigma or 1 / sigma not normal, an output not
  * finite): its outputs are then unspecified. Scratch of
- * gs_lanes_log_prob_scratch(D, M) doubles. */
+ * gs_lanes_log_prob_scratch(D, M) doubles. With stream (gs_stream_batch)
+ * the outputs go out by streaming stores where they can; the caller
+ * issues gs_stream_fence after its last call. */
 size_t gs_lanes_log_prob_scratch(size_t D, size_t M);
 
 /* The reparameterised kernels of a normal or tanh_normal for rows [b, b +
@@ -180,6 +190,7 @@ typedef struct {
     const double *dq, *q;       /* SAC: dQ/da (rows x M x D), Q (rows x M) or NULL */
     double alpha;               /* SAC */
     double *x, *lp;             /* the points (rows x M x D) and log-densities (rows x M), or NULL */
+    int stream;                 /* gs_stream_batch; the caller then issues gs_stream_fence after its last group */
     double *stat, *se_stat;     /* ENTROPY: the entropy; SAC: the loss (with q); se may be NULL */
     double *ent, *se_ent;       /* SAC: the entropy; se may be NULL */
     double *g0, *g1, *se0, *se1; /* rows x D; se0 and se1 NULL: no standard errors */
@@ -188,6 +199,6 @@ size_t gs_lanes_cont_scratch(size_t D, size_t M);
 int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scratch);
 int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const double *scale,
                                     int scale_is_sigma, const double *x, size_t n, double *lp,
-                                    double *g0, double *g1, double *scratch);
+                                    double *g0, double *g1, int stream, double *scratch);
 
 #endif

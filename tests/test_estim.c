@@ -1,6 +1,8 @@
 /* test_estim.c - Check suite for gs_reparam and gs_score: gradients of E[f(x)]. */
 #include "test_core_util.h"
 
+#include "gs_vmath_impl.h" /* gs_stream_batch */
+
 /* ---- fixtures ------------------------------------------------------------------ */
 
 enum { B = 2, K = 4, D = 2, RB = 7, MAXM = 64 };
@@ -775,6 +777,68 @@ START_TEST(error_score) {
 }
 END_TEST
 
+/* A batch that moves at least GS_STREAM_BYTES writes its outputs with
+ * non-temporal stores (gs_vmath_impl.h): the same bits as a small batch of
+ * the same rows, which does not stream, and as a split whose second share
+ * starts off a cache line. The reparam kernel (x, log p, gradients, se)
+ * and log_prob of a normal, D = 6, M = 16, the caller's noise. */
+enum { SB = 16387, SD = 6, SM = 16, SW = 67 };
+
+static double *big(size_t n) {
+    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 0xee, n * sizeof(double));
+    return p;
+}
+
+/* Outputs: x (rows x M x D), lp (rows x M), g0, g1, se0, se1 (rows x D). */
+enum { NO = 6 };
+static const size_t OW[NO] = {SM * SD, SM, SD, SD, SD, SD};
+
+/* Rows [r0, r1) of the batch of `rows` rows from row w0 of the inputs:
+ * log_prob of x = in[2] when lp_only, else reparam. */
+static void big_run(int lp_only, double *const in[4], size_t w0, size_t rows, size_t r0, size_t r1,
+                    double *const o[NO]) {
+    gs_dist d = {.type = GS_NORMAL, .rows = rows, .dim = SD, .loc = in[0] + w0 * SD,
+                 .scale = in[1] + w0 * SD};
+    if (lp_only) {
+        gs_log_prob_job j = {.dist = d, .samples = SM, .x = in[2] + w0 * SM * SD,
+                             .log_prob = o[1], .grad = {o[2], o[3]}};
+        ck_assert_int_eq(gs_log_prob(&j, r0, r1, NULL), 0);
+        return;
+    }
+    gs_reparam_job j = {.dist = d, .samples = SM, .noise = {.eps = in[2] + w0 * SM * SD},
+                        .grad_x = in[3] + w0 * SM * SD, .x = o[0], .log_prob = o[1],
+                        .grad = {o[2], o[3]}, .se_grad = {o[4], o[5]}};
+    ck_assert_int_eq(gs_reparam(&j, r0, r1, NULL), 0);
+}
+
+START_TEST(streamed_big_batch) {
+    ck_assert(gs_stream_batch(SB, SM * SD + SM + 4 * SD) && !gs_stream_batch(SW, 3 * SM * SD + 2 * SM + 6 * SD));
+    double *in[4] = {big(SB * SD), big(SB * SD), big(SB * SM * SD), big(SB * SM * SD)};
+    for (size_t i = 0; i < SB * SD; i++) in[0][i] = sin(0.37 * i), in[1][i] = 0.5 * cos(0.71 * i);
+    for (size_t i = 0; i < SB * SM * SD; i++) in[2][i] = 1.3 * sin(0.43 * i + 0.25), in[3][i] = cos(0.29 * i);
+    for (int lp_only = 0; lp_only < 2; lp_only++) {
+        double *a[NO], *c[NO], *s[NO];
+        for (int i = 0; i < NO; i++) a[i] = big(SB * OW[i]), c[i] = big(SB * OW[i]), s[i] = big(SW * OW[i]);
+        size_t cut = SB / 2 + 3, w0s[] = {0, SB / 2, SB - SW};
+        big_run(lp_only, in, 0, SB, 0, SB, a);
+        big_run(lp_only, in, 0, SB, 0, cut, c);
+        big_run(lp_only, in, 0, SB, cut, SB, c);
+        for (int i = 0; i < NO; i++)
+            if (!lp_only || (i >= 1 && i <= 3)) ck_same_bytes(a[i], c[i], SB * OW[i] * sizeof(double));
+        for (int w = 0; w < 3; w++) {
+            big_run(lp_only, in, w0s[w], SW, 0, SW, s);
+            for (int i = 0; i < NO; i++)
+                if (!lp_only || (i >= 1 && i <= 3))
+                    ck_same_bytes(a[i] + w0s[w] * OW[i], s[i], SW * OW[i] * sizeof(double));
+        }
+        for (int i = 0; i < NO; i++) free(a[i]), free(c[i]), free(s[i]);
+    }
+    for (int i = 0; i < 4; i++) free(in[i]);
+}
+END_TEST
+
 static Suite *estim_suite(void) {
     Suite *s = suite_create("estim");
     TCase *tc = tcase_create("reparam");
@@ -791,6 +855,7 @@ static Suite *estim_suite(void) {
     tc = tcase_create("edges");
     tcase_add_test(tc, split_rows_bit_identical);
     tcase_add_test(tc, reparam_lanes_match_rows);
+    tcase_add_test(tc, streamed_big_batch);
     tcase_add_test(tc, edge_extremes);
     tcase_add_test(tc, error_reparam);
     tcase_add_test(tc, error_score);
