@@ -119,12 +119,17 @@ static json_t *load(api_ctx *c, const char *body, size_t len, api_lift *lift) {
         if (root) return root;
         code = json_error_code(&e);
     }
+    /* Both are about the token that ends at e.position: name its path. */
+    char path[256];
+    int named = (code == json_error_numeric_overflow || code == json_error_duplicate_key) &&
+                e.position >= 0 && (size_t)e.position <= len &&
+                !api_json_path_at(body, (size_t)e.position, path, sizeof path);
     if (code == json_error_numeric_overflow)
-        api_bad(c, NULL, "a number at line %d, column %d is out of range: %s", e.line,
-                e.column, e.text);
+        api_bad(c, named ? path : NULL, "a number at line %d, column %d is out of range: %s",
+                e.line, e.column, e.text);
     else if (code == json_error_duplicate_key)
-        api_bad(c, NULL, "%s (line %d, column %d): each field may appear once", e.text,
-                e.line, e.column);
+        api_bad(c, named ? path : NULL, "%s (line %d, column %d): each field may appear once",
+                e.text, e.line, e.column);
     else
         api_err(c, 400, "invalid_json", NULL, "the body is not valid JSON: %s at line %d, "
                 "column %d", e.text, e.line, e.column);

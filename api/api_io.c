@@ -236,6 +236,73 @@ const char *api_path(char *buf, size_t n, const char *prefix, const char *key) {
     return buf;
 }
 
+/* A scan of the JSON text s[0, pos), valid JSON so far, that keeps the path
+ * of the value (or key) being read: a stack of containers, each with the
+ * path length before its elements and, for arrays, the element's index. */
+int api_json_path_at(const char *s, size_t pos, char *out, size_t cap) {
+    enum { DEPTH = 64 };
+    struct {
+        size_t base;
+        size_t idx; /* arrays: the element's index; objects: SIZE_MAX */
+    } st[DEPTH];
+    char p[256];
+    size_t n = 0, depth = 0;
+    int want_key = 0;
+    p[0] = '\0';
+    for (size_t i = 0; i < pos; i++) {
+        char ch = s[i];
+        if (ch == '"') {
+            size_t j = i + 1;
+            while (j < pos && s[j] != '"') j += s[j] == '\\' ? 2 : 1;
+            if (depth && st[depth - 1].idx == SIZE_MAX && want_key) {
+                /* a key: the path of its value (\" \\ \/ unescaped, as
+                 * jansson reads them; other escapes as written) */
+                n = st[depth - 1].base;
+                if (n) {
+                    if (n + 1 >= sizeof p) return -1;
+                    p[n++] = '.';
+                }
+                for (size_t q = i + 1; q < j && q < pos; q++) {
+                    if (s[q] == '\\' && q + 1 < j && s[q + 1] && strchr("\"\\/", s[q + 1])) q++;
+                    if (n + 1 >= sizeof p) return -1;
+                    p[n++] = s[q];
+                }
+                p[n] = '\0';
+                want_key = 0;
+            }
+            i = j;
+        } else if (ch == '[' || ch == '{') {
+            if (depth == DEPTH) return -1;
+            st[depth].base = n;
+            st[depth].idx = ch == '[' ? 0 : SIZE_MAX;
+            depth++;
+            want_key = ch == '{';
+            if (ch == '[') {
+                int w = snprintf(p + n, sizeof p - n, "[0]");
+                if (w < 0 || (size_t)w >= sizeof p - n) return -1;
+                n += (size_t)w;
+            }
+        } else if (ch == ']' || ch == '}') {
+            if (!depth) return -1;
+            n = st[--depth].base;
+            p[n] = '\0';
+            want_key = 0;
+        } else if (ch == ',' && depth) {
+            size_t k = st[depth - 1].base;
+            if (st[depth - 1].idx == SIZE_MAX) {
+                n = k, p[n] = '\0', want_key = 1;
+            } else {
+                int w = snprintf(p + k, sizeof p - k, "[%zu]", ++st[depth - 1].idx);
+                if (w < 0 || (size_t)w >= sizeof p - k) return -1;
+                n = k + (size_t)w;
+            }
+        }
+    }
+    if (!n) return -1;
+    snprintf(out, cap, "%s", p);
+    return 0;
+}
+
 int api_keys(api_ctx *c, json_t *obj, const char *prefix,
              const char *const *allowed) {
     if (!json_is_object(obj))

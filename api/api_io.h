@@ -87,6 +87,13 @@ int api_keys(api_ctx *c, json_t *obj, const char *prefix,
 /* Joins a path: prefix "" gives key, else prefix.key, into buf. */
 const char *api_path(char *buf, size_t n, const char *prefix, const char *key);
 
+/* The field path (distribution.logits[0][1], as api_bad names fields) of
+ * the value or key that ends at byte pos of the JSON text s, which is
+ * valid JSON up to pos: where jansson stops on a number past the largest
+ * double or a duplicate key. Returns 0, or -1 when there is none (the top
+ * level, or a path too long or too deep to name). */
+int api_json_path_at(const char *s, size_t pos, char *out, size_t cap);
+
 /* Optional scalar fields: return 0 when absent (value untouched), 1 when
  * read, -1 on error (type or range, naming path). */
 int api_get_double(api_ctx *c, json_t *obj, const char *key, const char *path,

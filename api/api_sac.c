@@ -63,8 +63,10 @@ int api_sac_actor_parse(api_ctx *c, json_t *root) {
     if (sampled ? api_samples_agree(c, root, M, "actions")
                 : api_read_samples(c, root, 1, 0, &(size_t){0}, NULL))
         return -1;
+    /* As check_loo (api_grad.c) names it: samples if sent, else baseline. */
     if (sampled && j->baseline == GS_BASELINE_LOO && M < 2)
-        return api_bad(c, "baseline", "baseline \"loo\" needs at least 2 sampled actions per "
+        return api_bad(c, json_object_get(root, "samples") ? "samples" : "baseline",
+                       "baseline \"loo\" needs at least 2 sampled actions per "
                        "row, got 1 (or send baseline \"none\")");
     j->dist = d->d;
     j->q = q.f;

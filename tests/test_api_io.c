@@ -46,8 +46,16 @@ START_TEST(valid_json_that_is_not_a_request) {
     /* numbers beyond a double; an integer literal beyond 64 bits is a
      * double (JavaScript prints 1e19 so), out of range in an integer field */
     call_error("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1e999]}}",
-               400, "invalid_argument", "*");
-    call_error("entropy", "{\"seed\": 99999999999999999999999}", 400, "invalid_argument", "*");
+               400, "invalid_argument", "distribution.logits[0]");
+    call_error("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": "
+                          "[[0, 1], [2, -3e400]]}}", 400, "invalid_argument",
+               "distribution.logits[1][1]");
+    call_error("batch", "{\"requests\": [{\"op\": \"entropy\", \"body\": {}}, {\"op\": "
+                        "\"entropy\", \"body\": {\"distribution\": {\"type\": \"categorical\", "
+                        "\"logits\": [0, \"[,{\", 1e999]}}}]}", 400, "invalid_argument",
+               "requests[1].body.distribution.logits[2]");
+    call_error("entropy", "{\"seed\": 99999999999999999999999}", 400, "invalid_argument",
+               "distribution");
     call_error("sample", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [0, 1]}, "
                          "\"seed\": 99999999999999999999999}", 400, "invalid_argument", "seed");
     expect_same_answer("entropy",
@@ -65,7 +73,11 @@ START_TEST(valid_json_that_is_not_a_request) {
     const char *iops[] = {"sample", "log_prob"};
     for (int k = 0; k < 2; k++) expect_same_answer(iops[k], ints[k][0], ints[k][1]);
     /* a key twice */
-    call_error("entropy", "{\"samples\": 2, \"samples\": 3}", 400, "invalid_argument", "*");
+    call_error("entropy", "{\"samples\": 2, \"samples\": 3}", 400, "invalid_argument", "samples");
+    call_error("entropy", "{\"distribution\": {\"type\": \"categorical\", \"logits\": [1], "
+                          "\"a\\\"b\": 1, \"a\\\"b\": 2}}", 400, "invalid_argument",
+               "distribution.a\"b");
+    call_error("entropy", "1e999", 400, "invalid_argument", NULL);
 }
 END_TEST
 
@@ -476,7 +488,7 @@ START_TEST(long_tensors_lifted_out_of_the_lexer) {
     a = fmt("{\"distribution\": {\"type\": \"categorical\", \"logits\": {\"dtype\": \"float64\", "
             "\"shape\": [64, 5], \"data\": \"%s\", \"data\": \"%s\"}}}", b, b);
     ra = call("entropy", a);
-    expect_error(ra, 400, "invalid_argument", NULL);
+    expect_error(ra, 400, "invalid_argument", "distribution.logits.data");
     ck_assert_ptr_nonnull(strstr(ra.body, "duplicate"));
     resp_free(&ra);
     free(a);

@@ -175,6 +175,8 @@ START_TEST(discrete_actor_single_row_and_errors) {
                "invalid_argument", "actions[0][1]");
     call_error(op, "{\"logits\":[[1,2,3]],\"actions\":[[1]],\"q\":[[1]],\"alpha\":0.2}", 400,
                "invalid_argument", "baseline");
+    call_error(op, "{\"logits\":[[1,2,3]],\"actions\":[[1]],\"q\":[[1]],\"alpha\":0.2,"
+                   "\"samples\":1}", 400, "invalid_argument", "samples");
     call_error(op, "{\"logits\":[[1,2,3]],\"actions\":[[1,2]],\"q\":[[1,2]],\"alpha\":0.2,"
                    "\"baseline\":\"mean\"}", 400, "invalid_argument", "baseline");
     resp r = call(op, "{\"logits\":[[1,2,3]],\"actions\":[[1]],\"q\":[[1]],\"alpha\":0.2,"
