@@ -946,7 +946,10 @@ START_TEST(drain_timeout_answers_the_queue_503) {
     burst(&s, slow_body, a, t, N, &go);
     /* Every request accepted; their bodies are small, so within the drain
      * second all are received whole and wait for the one compute thread,
-     * which needs about a second each. */
+     * which needs about a second each. A request that has just been
+     * answered may still count as admitted for a moment (the two metrics
+     * are not updated at once): seen so, the sum is N + 1 (CI saw "6
+     * admitted, 1 answered" on a slow run). */
     double admitted = 0, answered = 0;
     for (int i = 0; i < 2000 && admitted + answered < N; i++) {
         char *m = scrape(&s, NULL);
@@ -956,7 +959,8 @@ START_TEST(drain_timeout_answers_the_queue_503) {
         free(m);
         if (admitted + answered < N) usleep(5000);
     }
-    ck_assert_msg(admitted + answered == N, "%g admitted, %g answered", admitted, answered);
+    ck_assert_msg(admitted + answered >= N && admitted + answered <= N + 1,
+                  "%g admitted, %g answered", admitted, answered);
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
     int ok = 0, refused = 0;
     for (int i = 0; i < N; i++) {
