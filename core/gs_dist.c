@@ -113,17 +113,15 @@ int gs_log_prob(const gs_log_prob_job *job, size_t r0, size_t r1,
      * checks (or its divisions) goes through it again, and so do the last
      * r mod 8 rows: the same bits (tests/test_dist.c). */
     size_t b = r0;
-    int stream = gs_stream_batch(d->rows, M * D + M + 4 * D);
     if (w.lp_lanes)
         for (; b + 8 <= r1 && !rc; b += 8) {
             gs_prefetch_rows(job->x, M * D, b, r1);
             if (gs_lanes_log_prob_normal_avx512(D, M, d->loc + b * D, d->scale + b * D,
                                                 d->scale_is_sigma, job->x + b * M * D, 8,
                                                 job->log_prob + b * M, job->grad.p0 + b * D,
-                                                job->grad.p1 + b * D, stream, w.lp_lanes))
+                                                job->grad.p1 + b * D, w.lp_lanes))
                 for (size_t i = b; i < b + 8 && !rc; i++) rc = log_prob_row(job, &w, i, err);
         }
-    if (stream) gs_stream_fence();
     for (; b < r1 && !rc; b++) rc = log_prob_row(job, &w, b, err);
     gs_ws_free(&w);
     return rc;

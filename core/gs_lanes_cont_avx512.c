@@ -22,7 +22,7 @@
  * not a normal number (the row loop divides there instead) counts as bad. */
 int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const double *scale,
                                     int scale_is_sigma, const double *x, size_t n, double *lp,
-                                    double *g0, double *g1, int stream, double *scratch) {
+                                    double *g0, double *g1, double *scratch) {
     size_t Dp = kpad(D), L = M * D;
     double *mut = scratch, *sgt = mut + 8 * Dp, *ist = sgt + 8 * Dp, *s0t = ist + 8 * Dp,
            *s1t = s0t + 8 * Dp, *lpt = s1t + 8 * Dp;
@@ -86,9 +86,9 @@ int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const
             st(s1t + 8 * i, c);
         }
         bad |= nf & lm;
-        store_rows(M, lpt, lp + b * M, nl, stream_ok(stream, lp + b * M, M));
-        store_rows(D, s0t, g0 + b * D, nl, stream_ok(stream, g0 + b * D, D));
-        store_rows(D, s1t, g1 + b * D, nl, stream_ok(stream, g1 + b * D, D));
+        store_t(M, lpt, lp + b * M, M, nl);
+        store_t(D, s0t, g0 + b * D, D, nl);
+        store_t(D, s1t, g1 + b * D, D, nl);
     }
     return bad != 0;
 }

@@ -32,10 +32,12 @@ static inline void gs_prefetch_rows(const void *base, size_t ld, size_t b, size_
  * a streaming store writes a line once instead of reading it for
  * ownership and writing it back later. Measured with make bench-core at B =
  * 65536 (19-28 MB): sac_policy 21M -> 38M rows/s, sac_discrete_exact 24M ->
- * 36M; at B = 32768 (9-22 MB) streaming was 10 % slower for all but the
- * sampled actor, whose 22 MB gained 15 %. Smaller outputs stay in cache
- * for the caller, which reads them next. Decided on the whole batch, not
- * a worker's share: the workers share the cache. */
+ * 36M, reparam_normal 2.75M -> 3.2M; at B = 32768 (9-22 MB) streaming was
+ * 10 % slower for all but the sampled actor, whose 22 MB gained 15 %.
+ * Smaller outputs stay in cache for the caller, which reads them next.
+ * Decided on the whole batch, not a worker's share: the workers share the
+ * cache. (log_prob, which reads six times what it writes, does not stream:
+ * it measured slower.) */
 #define GS_STREAM_BYTES ((size_t)16 << 20)
 static inline int gs_stream_batch(size_t rows, size_t per_row) {
     return per_row && rows >= GS_STREAM_BYTES / sizeof(double) / per_row;
@@ -163,9 +165,9 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
  * scale is log_scale, or sigma when scale_is_sigma. Returns 1 when a row
  * needs the row loop (a sigma or 1 / sigma not normal, an output not
  * finite): its outputs are then unspecified. Scratch of
- * gs_lanes_log_prob_scratch(D, M) doubles. With stream (gs_stream_batch)
- * the outputs go out by streaming stores where they can; the caller
- * issues gs_stream_fence after its last call. */
+ * gs_lanes_log_prob_scratch(D, M) doubles. Its outputs are a sixth of
+ * what it reads, and streaming them measured slower (B = 65536: 7.6-9.8M
+ * rows/s against 11.0-11.1M plain): plain stores. */
 size_t gs_lanes_log_prob_scratch(size_t D, size_t M);
 
 /* The reparameterised kernels of a normal or tanh_normal for rows [b, b +
@@ -199,6 +201,6 @@ size_t gs_lanes_cont_scratch(size_t D, size_t M);
 int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scratch);
 int gs_lanes_log_prob_normal_avx512(size_t D, size_t M, const double *loc, const double *scale,
                                     int scale_is_sigma, const double *x, size_t n, double *lp,
-                                    double *g0, double *g1, int stream, double *scratch);
+                                    double *g0, double *g1, double *scratch);
 
 #endif

@@ -780,8 +780,9 @@ END_TEST
 /* A batch that moves at least GS_STREAM_BYTES writes its outputs with
  * non-temporal stores (gs_vmath_impl.h): the same bits as a small batch of
  * the same rows, which does not stream, and as a split whose second share
- * starts off a cache line. The reparam kernel (x, log p, gradients, se)
- * and log_prob of a normal, D = 6, M = 16, the caller's noise. */
+ * starts off a cache line. The reparam kernel (x, log p, gradients, se) of
+ * a normal, D = 6, M = 16, the caller's noise; and log_prob, which does not
+ * stream, on the same big batch. */
 enum { SB = 16387, SD = 6, SM = 16, SW = 67 };
 
 static double *big(size_t n) {
@@ -814,7 +815,8 @@ static void big_run(int lp_only, double *const in[4], size_t w0, size_t rows, si
 }
 
 START_TEST(streamed_big_batch) {
-    ck_assert(gs_stream_batch(SB, SM * SD + SM + 4 * SD) && !gs_stream_batch(SW, 3 * SM * SD + 2 * SM + 6 * SD));
+    ck_assert(gs_stream_batch(SB, 3 * SM * SD + 2 * SM + 6 * SD) &&
+              !gs_stream_batch(SW, 3 * SM * SD + 2 * SM + 6 * SD));
     double *in[4] = {big(SB * SD), big(SB * SD), big(SB * SM * SD), big(SB * SM * SD)};
     for (size_t i = 0; i < SB * SD; i++) in[0][i] = sin(0.37 * i), in[1][i] = 0.5 * cos(0.71 * i);
     for (size_t i = 0; i < SB * SM * SD; i++) in[2][i] = 1.3 * sin(0.43 * i + 0.25), in[3][i] = cos(0.29 * i);
