@@ -192,7 +192,7 @@ typedef struct {
     const double *dq, *q;       /* SAC: dQ/da (rows x M x D), Q (rows x M) or NULL */
     double alpha;               /* SAC */
     double *x, *lp;             /* the points (rows x M x D) and log-densities (rows x M), or NULL */
-    int stream;                 /* gs_stream_batch; the caller then issues gs_stream_fence after its last group */
+    int stream;                 /* gs_stream_batch; the caller then issues gs_stream_fence */
     double *stat, *se_stat;     /* ENTROPY: the entropy; SAC: the loss (with q); se may be NULL */
     double *ent, *se_ent;       /* SAC: the entropy; se may be NULL */
     double *g0, *g1, *se0, *se1; /* rows x D; se0 and se1 NULL: no standard errors */

@@ -137,6 +137,16 @@ static inline double tc_stat_emp_se(const tc_stat *s) { return tc_stat_sd(s) / s
 
 static const double TC_HALF_LOG_2PI = 0.91893853320467274178;
 
+/* n doubles on a cache line (as the server's buffers are, so that big
+ * batches stream their outputs), every byte 0xee (no kernel writes that
+ * value); free() them. */
+static inline double *tc_big(size_t n) {
+    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 0xee, n * sizeof(double));
+    return p;
+}
+
 /* log(1 - tanh^2 u) = 2 (log 2 - |u| - log1p(e^{-2|u|})): written
  * independently of core's expm1 form. */
 static inline double tc_log1mt2(double u) {

@@ -859,18 +859,12 @@ END_TEST
  * second share starts off a cache line (stored as usual). */
 enum { SB = 40963, SK = 18, SM = 16, SW = 67 };
 
-static double *big(size_t n) {
-    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
-    ck_assert_ptr_nonnull(p);
-    memset(p, 0xee, n * sizeof(double));
-    return p;
-}
-
 /* Rows [r0, r1) of the entropy of the `rows` rows from row w0 of z into
  * o (h, sh: rows; g, sg: rows x SK). */
 static void big_run(int score, const double *z, size_t w0, size_t rows, size_t r0, size_t r1,
                     double *const o[4]) {
-    gs_entropy_job j = {.dist = {.type = GS_CATEGORICAL, .rows = rows, .dim = SK, .logits = z + w0 * SK},
+    gs_entropy_job j = {.dist = {.type = GS_CATEGORICAL, .rows = rows, .dim = SK,
+                                 .logits = z + w0 * SK},
                         .estimator = score ? GS_EST_SCORE : GS_EST_EXACT,
                         .baseline = GS_BASELINE_LOO, .samples = score ? SM : 0, .entropy = o[0],
                         .grad = {o[2], NULL}, .se_entropy = score ? o[1] : NULL,
@@ -881,17 +875,18 @@ static void big_run(int score, const double *z, size_t w0, size_t rows, size_t r
 
 START_TEST(streamed_big_batch) {
     ck_assert(gs_stream_batch(SB, 3 * SK) && !gs_stream_batch(SW, 3 * SK));
-    double *z = big(SB * SK);
+    double *z = tc_big(SB * SK);
     for (size_t i = 0; i < SB * SK; i++) z[i] = 3.0 * sin(0.37 * i + 1.0);
     for (int score = 0; score < 2; score++) {
-        double *a[4] = {big(SB), big(SB), big(SB * SK), big(SB * SK)};
-        double *c[4] = {big(SB), big(SB), big(SB * SK), big(SB * SK)};
-        double *s[4] = {big(SW), big(SW), big(SW * SK), big(SW * SK)};
+        double *a[4] = {tc_big(SB), tc_big(SB), tc_big(SB * SK), tc_big(SB * SK)};
+        double *c[4] = {tc_big(SB), tc_big(SB), tc_big(SB * SK), tc_big(SB * SK)};
+        double *s[4] = {tc_big(SW), tc_big(SW), tc_big(SW * SK), tc_big(SW * SK)};
         size_t cut = SB / 2 + 3, w0s[] = {0, SB / 2, SB - SW};
         big_run(score, z, 0, SB, 0, SB, a);
         big_run(score, z, 0, SB, 0, cut, c);
         big_run(score, z, 0, SB, cut, SB, c);
-        for (int i = 0; i < 4; i++) ck_same_bytes(a[i], c[i], SB * (i < 2 ? 1 : SK) * sizeof(double));
+        for (int i = 0; i < 4; i++)
+            ck_same_bytes(a[i], c[i], SB * (i < 2 ? 1 : SK) * sizeof(double));
         /* Row b draws from (seed, b): a window of the score estimator's
          * rows draws the same samples only where it starts at row 0. */
         for (int w = 0; w < (score ? 1 : 3); w++) {

@@ -785,13 +785,6 @@ END_TEST
  * stream, on the same big batch. */
 enum { SB = 16387, SD = 6, SM = 16, SW = 67 };
 
-static double *big(size_t n) {
-    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
-    ck_assert_ptr_nonnull(p);
-    memset(p, 0xee, n * sizeof(double));
-    return p;
-}
-
 /* Outputs: x (rows x M x D), lp (rows x M), g0, g1, se0, se1 (rows x D). */
 enum { NO = 6 };
 static const size_t OW[NO] = {SM * SD, SM, SD, SD, SD, SD};
@@ -817,18 +810,21 @@ static void big_run(int lp_only, double *const in[4], size_t w0, size_t rows, si
 START_TEST(streamed_big_batch) {
     ck_assert(gs_stream_batch(SB, 3 * SM * SD + 2 * SM + 6 * SD) &&
               !gs_stream_batch(SW, 3 * SM * SD + 2 * SM + 6 * SD));
-    double *in[4] = {big(SB * SD), big(SB * SD), big(SB * SM * SD), big(SB * SM * SD)};
+    double *in[4] = {tc_big(SB * SD), tc_big(SB * SD), tc_big(SB * SM * SD), tc_big(SB * SM * SD)};
     for (size_t i = 0; i < SB * SD; i++) in[0][i] = sin(0.37 * i), in[1][i] = 0.5 * cos(0.71 * i);
-    for (size_t i = 0; i < SB * SM * SD; i++) in[2][i] = 1.3 * sin(0.43 * i + 0.25), in[3][i] = cos(0.29 * i);
+    for (size_t i = 0; i < SB * SM * SD; i++)
+        in[2][i] = 1.3 * sin(0.43 * i + 0.25), in[3][i] = cos(0.29 * i);
     for (int lp_only = 0; lp_only < 2; lp_only++) {
         double *a[NO], *c[NO], *s[NO];
-        for (int i = 0; i < NO; i++) a[i] = big(SB * OW[i]), c[i] = big(SB * OW[i]), s[i] = big(SW * OW[i]);
+        for (int i = 0; i < NO; i++)
+            a[i] = tc_big(SB * OW[i]), c[i] = tc_big(SB * OW[i]), s[i] = tc_big(SW * OW[i]);
         size_t cut = SB / 2 + 3, w0s[] = {0, SB / 2, SB - SW};
         big_run(lp_only, in, 0, SB, 0, SB, a);
         big_run(lp_only, in, 0, SB, 0, cut, c);
         big_run(lp_only, in, 0, SB, cut, SB, c);
         for (int i = 0; i < NO; i++)
-            if (!lp_only || (i >= 1 && i <= 3)) ck_same_bytes(a[i], c[i], SB * OW[i] * sizeof(double));
+            if (!lp_only || (i >= 1 && i <= 3))
+                ck_same_bytes(a[i], c[i], SB * OW[i] * sizeof(double));
         for (int w = 0; w < 3; w++) {
             big_run(lp_only, in, w0s[w], SW, 0, SW, s);
             for (int i = 0; i < NO; i++)

@@ -1109,20 +1109,13 @@ END_TEST
  * second share starts off a cache line (stored as usual). */
 enum { SB = 40963, SK = 18, SM = 16, SW = 67 };
 
-static double *big(size_t n) {
-    double *p = aligned_alloc(64, (n * sizeof(double) + 63) & ~(size_t)63);
-    ck_assert_ptr_nonnull(p);
-    memset(p, 0xee, n * sizeof(double));
-    return p;
-}
-
 typedef struct {
     double *loss, *h, *g, *sl, *sg, *p, *lp;
 } big_out;
 
 static big_out big_outs(size_t rows) {
-    return (big_out){big(rows), big(rows), big(rows * SK), big(rows), big(rows * SK),
-                     big(rows * SK), big(rows * SK)};
+    return (big_out){tc_big(rows), tc_big(rows), tc_big(rows * SK), tc_big(rows), tc_big(rows * SK),
+                     tc_big(rows * SK), tc_big(rows * SK)};
 }
 
 static void big_free(big_out *o) {
@@ -1143,9 +1136,10 @@ static void big_run(int kind, const double *z, const double *q, const double *qm
     }
     gs_sac_discrete_job j = {
         .dist = {.type = GS_CATEGORICAL, .rows = rows, .dim = SK, .logits = z + w0 * SK},
-        .alpha = ALPHA, .q = kind ? qm + w0 * SM : q + w0 * SK, .actions = kind ? act + w0 * SM : NULL,
-        .samples = kind ? SM : 0, .baseline = GS_BASELINE_LOO, .loss = o->loss, .entropy = o->h,
-        .grad = {o->g, NULL}, .se_loss = kind ? o->sl : NULL, .se_grad = {kind ? o->sg : NULL, NULL}};
+        .alpha = ALPHA, .q = kind ? qm + w0 * SM : q + w0 * SK,
+        .actions = kind ? act + w0 * SM : NULL, .samples = kind ? SM : 0,
+        .baseline = GS_BASELINE_LOO, .loss = o->loss, .entropy = o->h, .grad = {o->g, NULL},
+        .se_loss = kind ? o->sl : NULL, .se_grad = {kind ? o->sg : NULL, NULL}};
     ck_assert_int_eq(gs_sac_discrete(&j, r0, r1, NULL), 0);
 }
 
@@ -1167,10 +1161,11 @@ static void big_same(int kind, const big_out *a, size_t at, const big_out *c, si
 
 START_TEST(streamed_big_batch) {
     ck_assert(gs_stream_batch(SB, 3 * SK) && !gs_stream_batch(SW, 3 * SK + 2 * SM));
-    double *z = big(SB * SK), *q = big(SB * SK), *qm = big(SB * SM);
+    double *z = tc_big(SB * SK), *q = tc_big(SB * SK), *qm = tc_big(SB * SM);
     int64_t *act = malloc(SB * SM * sizeof *act);
     ck_assert_ptr_nonnull(act);
-    for (size_t i = 0; i < SB * SK; i++) z[i] = 3.0 * sin(0.37 * i + 1.0), q[i] = 1.0 + 2.0 * cos(0.71 * i);
+    for (size_t i = 0; i < SB * SK; i++)
+        z[i] = 3.0 * sin(0.37 * i + 1.0), q[i] = 1.0 + 2.0 * cos(0.71 * i);
     for (size_t i = 0; i < SB * SM; i++) {
         qm[i] = 0.5 + 1.5 * sin(0.43 * i + 0.25);
         act[i] = (int64_t)((7 * i + i / 3) % SK);
