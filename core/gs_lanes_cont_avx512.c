@@ -277,14 +277,14 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
         }
     }
 
-    int st = k->stream;
-    if (k->x) store_rows(L, c.x, k->x + b * L, nl, stream_ok(st, k->x + b * L, L));
-    if (k->lp) store_rows(M, c.lp, k->lp + b * M, nl, stream_ok(st, k->lp + b * M, M));
-    store_rows(D, c.s0, k->g0 + b * D, nl, stream_ok(st, k->g0 + b * D, D));
-    store_rows(D, c.s1, k->g1 + b * D, nl, stream_ok(st, k->g1 + b * D, D));
+    int sm = k->stream;
+    if (k->x) store_rows(L, c.x, k->x + b * L, nl, stream_ok(sm, k->x + b * L, L));
+    if (k->lp) store_rows(M, c.lp, k->lp + b * M, nl, stream_ok(sm, k->lp + b * M, M));
+    store_rows(D, c.s0, k->g0 + b * D, nl, stream_ok(sm, k->g0 + b * D, D));
+    store_rows(D, c.s1, k->g1 + b * D, nl, stream_ok(sm, k->g1 + b * D, D));
     if (se) {
-        store_rows(D, c.mu, k->se0 + b * D, nl, stream_ok(st, k->se0 + b * D, D));
-        store_rows(D, c.sg, k->se1 + b * D, nl, stream_ok(st, k->se1 + b * D, D));
+        store_rows(D, c.mu, k->se0 + b * D, nl, stream_ok(sm, k->se0 + b * D, D));
+        store_rows(D, c.sg, k->se1 + b * D, nl, stream_ok(sm, k->se1 + b * D, D));
     }
     return (nf & lm) != 0;
 }
