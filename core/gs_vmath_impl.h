@@ -1,4 +1,4 @@
-/* gs_vmath_impl.h - the AVX2 and AVX-512 kernels of gs_vmath (internal). */
+/* gs_vmath_impl.h - the AVX2 and AVX-512 kernels of gs_vmath, and the prefetch and streaming-store helpers of the lane loops (internal). */
 #ifndef GS_VMATH_IMPL_H
 #define GS_VMATH_IMPL_H
 
