@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gs_row.h"
+#include "gs_vmath.h"
 #include "gs_vmath_impl.h"
 
 /* ½ log(2 pi e): the entropy of a standard normal coordinate. */
@@ -102,12 +103,14 @@ static void entropy_exact_row(const gs_entropy_job *job, gs_ws *w, size_t b) {
     size_t D = d->dim;
     double *g0 = job->grad.p0 + b * D;
     if (d->type == GS_CATEGORICAL) {
-        double h = gs_cat_row(d->logits + b * D, D, w->logp, w->p);
-        job->entropy[b] = h;
-        /* p_j = 0 with log p_j = -inf (an overflowed spread of logits)
-         * gets 0, as 0 log 0 = 0 does in h (MATH.md §2). */
-        for (size_t j = 0; j < D; j++)
-            g0[j] = w->logp[j] == -INFINITY ? 0.0 : -w->p[j] * (w->logp[j] + h);
+        /* dH/dz_j = -p_j (log p_j + H) = p_j (c - x_j), with x = z - max z
+         * and c = sum p x = log s - H (gs_vm_cat): no cancellation between
+         * log p_j and H. An x of -inf (an overflowed spread of logits) has
+         * p = 0 and gets 0, as 0 log 0 = 0 adds 0 to H (MATH.md §2). The
+         * lane kernel (gs_lanes_entropy_cat_avx512) computes the same bits. */
+        double c, *x = w->cdf;
+        job->entropy[b] = gs_vm_cat(D, d->logits + b * D, w->logp, w->p, x, &c);
+        for (size_t j = 0; j < D; j++) g0[j] = x[j] == -INFINITY ? 0.0 : w->p[j] * (c - x[j]);
         return;
     }
     /* Normal: H = sum_d (½ log(2 pi e) + rho_d), dH/dmu = 0, dH/drho = 1. */

@@ -17,48 +17,57 @@ static inline __mmask8 neg_inf(__m512d l) {
     return _mm512_cmp_pd_mask(l, _mm512_set1_pd(-INFINITY), _CMP_EQ_OQ);
 }
 
-/* The softmax of gs_vm_cat_avx512, lane by lane: mx = max z, x = z - mx,
- * e = exp x, s = e_0 + e_1 + ... (left to right), lse = log s, r = 1 / s,
- * logp = x - lse, p = e r, h = 0 - (p_0 logp_0 + p_1 logp_1 + ...), where
- * a logp of -inf adds 0. zt may be lt. Returns h; *mxo and *lseo get mx
- * and lse, *ninfo the lanes with a logp of -inf. */
-static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *pt, __m512d *mxo,
-                               __m512d *lseo, __mmask8 *ninfo) {
-    __m512d mx = ld(zt);
-    for (size_t k = 1; k < K; k++) mx = _mm512_max_pd(ld(zt + 8 * k), mx);
-    __m512d s = _mm512_setzero_pd();
+/* The first pass of every softmax here, lane by lane: x = z - mx (mx = max
+ * z, the caller's, from load_t_max), e = exp x, s = e_0 + e_1 + ..., t =
+ * e_0 x_0 + e_1 x_1 + ... (left to right), where an x of -inf (a spread of
+ * logits that overflows, 1e308 and -1e308) has e = 0 and adds 0 (0 log 0 =
+ * 0, MATH.md §2). xt gets x and et gets e (zt may be xt); *ninfo gets the
+ * lanes with an x of -inf. Then r = 1 / s, c = r t (the mean of x under p)
+ * and the entropy is H = log s - c, two terms >= 0 (t <= 0): no
+ * cancellation. */
+static inline __m512d sums8(size_t K, const double *zt, double *xt, double *et, __m512d mx,
+                            __m512d *so, __m512d *to, __mmask8 *ninfo) {
+    __m512d s = _mm512_setzero_pd(), t = _mm512_setzero_pd();
     for (size_t k = 0; k < K; k++) {
         __m512d x = _mm512_sub_pd(ld(zt + 8 * k), mx), e = Sleef_expd8_u10avx512f(x);
-        st(lt + 8 * k, x);
-        st(pt + 8 * k, e);
+        st(xt + 8 * k, x);
+        st(et + 8 * k, e);
         s = _mm512_add_pd(s, e);
+        t = _mm512_add_pd(t, _mm512_mul_pd(e, x));
     }
-    /* The max term contributes exp(0) = 1: s >= 1 and its log is finite. */
-    __m512d lse = Sleef_logd8_u10avx512f(s), r = _mm512_div_pd(_mm512_set1_pd(1.0), s);
-    __m512d h = _mm512_setzero_pd();
-    for (size_t k = 0; k < K; k++) {
-        __m512d l = _mm512_sub_pd(ld(lt + 8 * k), lse), q = _mm512_mul_pd(ld(pt + 8 * k), r);
-        st(lt + 8 * k, l);
-        st(pt + 8 * k, q);
-        h = _mm512_add_pd(h, _mm512_mul_pd(q, l));
-    }
-    /* p = 0 adds 0: its logp is finite, or -inf, where 0 (-inf) made h
-     * NaN; then the sum again with those products as 0 (the same bits in
-     * the other lanes). */
+    /* 0 (-inf) made t NaN: the sum again with those products as 0 (the
+     * same bits in the other lanes). */
     __mmask8 ni = 0;
-    if (nonfinite(h)) {
-        h = _mm512_setzero_pd();
+    if (nonfinite(t)) {
+        t = _mm512_setzero_pd();
         for (size_t k = 0; k < K; k++) {
-            __m512d l = ld(lt + 8 * k);
-            __mmask8 m = neg_inf(l);
+            __m512d x = ld(xt + 8 * k);
+            __mmask8 m = neg_inf(x);
             ni |= m;
-            h = _mm512_add_pd(h, _mm512_maskz_mul_pd(~m, ld(pt + 8 * k), l));
+            t = _mm512_add_pd(t, _mm512_maskz_mul_pd(~m, ld(et + 8 * k), x));
         }
     }
-    *mxo = mx;
-    *lseo = lse;
+    *so = s;
+    *to = t;
     *ninfo = ni;
-    return _mm512_sub_pd(_mm512_setzero_pd(), h);
+    return t;
+}
+
+/* The softmax of gs_vm_cat_avx512, lane by lane: sums8, lse = log s, r =
+ * 1 / s, c = r t, logp = x - lse, p = e r, H = lse - c. zt may be lt.
+ * Returns H; *lseo gets lse, *ninfo the lanes with a logp of -inf. */
+static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *pt, __m512d mx,
+                               __m512d *lseo, __mmask8 *ninfo) {
+    __m512d s, t;
+    sums8(K, zt, lt, pt, mx, &s, &t, ninfo);
+    /* The max term contributes exp(0) = 1: s >= 1 and its log is finite. */
+    __m512d lse = Sleef_logd8_u10avx512f(s), r = _mm512_div_pd(_mm512_set1_pd(1.0), s);
+    for (size_t k = 0; k < K; k++) {
+        st(lt + 8 * k, _mm512_sub_pd(ld(lt + 8 * k), lse));
+        st(pt + 8 * k, _mm512_mul_pd(ld(pt + 8 * k), r));
+    }
+    *lseo = lse;
+    return _mm512_sub_pd(lse, _mm512_mul_pd(r, t));
 }
 
 /* One row of the same arithmetic, for gs_cat_row on AVX-512: the softmax of
@@ -66,7 +75,7 @@ static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *p
  * draw from gs_sample's p and one from a lane kernel's p agree. The
  * exponentials run eight at a time (SLEEF's lanes are independent); the
  * sums run left to right as a lane's do. */
-double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p) {
+double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p, double *xo, double *co) {
     double mx = z[0];
     for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
     __m512d mv = _mm512_set1_pd(mx);
@@ -74,52 +83,66 @@ double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p) {
         __mmask8 m = lane_mask(K - i);
         __m512d x = _mm512_maskz_sub_pd(m, _mm512_maskz_loadu_pd(m, z + i), mv);
         _mm512_mask_storeu_pd(logp + i, m, x);
+        if (xo) _mm512_mask_storeu_pd(xo + i, m, x);
         _mm512_mask_storeu_pd(p + i, m, Sleef_expd8_u10avx512f(x));
     }
-    double s = 0.0;
-    for (size_t k = 0; k < K; k++) s += p[k];
+    double s = 0.0, t = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        s += p[k];
+        t += logp[k] == -INFINITY ? 0.0 : p[k] * logp[k];
+    }
     double lse = _mm512_cvtsd_f64(Sleef_logd8_u10avx512f(_mm512_set1_pd(s))), r = 1.0 / s;
-    double h = 0.0;
+    double c = r * t;
     for (size_t k = 0; k < K; k++) {
         logp[k] -= lse;
         p[k] *= r;
-        h += logp[k] == -INFINITY ? 0.0 : p[k] * logp[k];
     }
-    return 0.0 - h;
+    if (co) *co = c;
+    return lse - c;
 }
 
 size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpad(M)); }
 
 /* ---- exact entropy ------------------------------------------------------------ */
 
-/* h[b] = H of row b of z (n rows of K), grad[b K + j] = -p_j (log p_j + H)
- * (0 where log p_j is -inf). */
+/* h[b] = H of row b of z (n rows of K), grad[b K + j] = dH/dz_j, in one
+ * pass over the row after the sums (log p itself is never formed):
+ * x = z - max z, e = exp x, s = e_0 + e_1 + ..., t = e_0 x_0 + e_1 x_1 +
+ * ... (left to right), lse = log s, r = 1 / s, c = r t (the mean of x
+ * under p), H = lse - c (a sum of two terms >= 0, since t <= 0), and
+ * grad_j = -p_j (log p_j + H) = p_j (c - x_j) with p_j = e_j r. An x of
+ * -inf (a spread of logits that overflows, 1e308 and -1e308) has e = 0 and
+ * adds 0 to t and to the gradient (0 log 0 = 0, MATH.md §2). The row
+ * loop (gs_estim.c entropy_exact_row) computes the same bits. */
 int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
                                 int stream, double *scratch) {
-    double *zt = scratch, *pt = zt + 8 * kpad(K);
+    double *xt = scratch, *et = xt + 8 * kpad(K);
     __mmask8 bad = 0;
     int nt = stream_ok(stream, grad, K);
     for (size_t b = 0; b < n; b += 8) {
         size_t nl = n - b < 8 ? n - b : 8;
-        __m512d mx, lse;
-        __mmask8 ni;
         gs_prefetch_rows(z, K, b, n);
-        load_t(K, z + b * K, K, nl, zt);
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
+        __m512d mx = load_t_max(K, z + b * K, K, nl, xt);
+        __m512d s, t;
+        __mmask8 ni;
+        sums8(K, xt, xt, et, mx, &s, &t, &ni);
+        /* The max term contributes exp(0) = 1: s >= 1 and its log is finite. */
+        __m512d r = _mm512_div_pd(_mm512_set1_pd(1.0), s), c = _mm512_mul_pd(r, t);
+        __m512d H = _mm512_sub_pd(Sleef_logd8_u10avx512f(s), c);
+        /* A finite H needs finite sums, so every x is finite or -inf and
+         * every gradient finite: each x_j lies in [min x, 0] and so does
+         * c, their mean, so |c - x_j| <= |min x| and 0 <= p_j <= 1. A NaN
+         * or infinite logit makes x, s, t and H NaN. */
         __mmask8 lm = lane_mask(nl), nf = nonfinite(H);
         _mm512_mask_storeu_pd(h + b, lm, H);
         for (size_t k = 0; k < K; k++) {
-            /* -p as the row loop negates it (0 - p would turn -0 into +0) */
-            __m512d np = _mm512_castsi512_pd(_mm512_xor_si512(
-                _mm512_castpd_si512(ld(pt + 8 * k)), _mm512_set1_epi64((long long)0x8000000000000000ULL)));
-            __m512d l = ld(zt + 8 * k);
-            __m512d g = _mm512_mul_pd(np, _mm512_add_pd(l, H));
-            if (ni) g = _mm512_maskz_mov_pd(~neg_inf(l), g);
-            nf |= nonfinite(g);
-            st(zt + 8 * k, g);
+            __m512d x = ld(xt + 8 * k);
+            __m512d g = _mm512_mul_pd(_mm512_mul_pd(ld(et + 8 * k), r), _mm512_sub_pd(c, x));
+            if (ni) g = _mm512_maskz_mov_pd(~neg_inf(x), g);
+            st(xt + 8 * k, g);
         }
         bad |= nf & lm;
-        store_rows(K, zt, grad + b * K, nl, nt);
+        store_rows(K, xt, grad + b * K, nl, nt);
     }
     if (nt) gs_stream_fence();
     return bad != 0;
@@ -143,9 +166,9 @@ int gs_lanes_sac_exact_avx512(size_t K, const double *z, const double *q, double
         __mmask8 ni;
         gs_prefetch_rows(z, K, b, n);
         gs_prefetch_rows(q, K, b, n);
-        load_t(K, z + b * K, K, nl, zt);
+        mx = load_t_max(K, z + b * K, K, nl, zt);
         load_t(K, q + b * K, K, nl, qt);
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
+        __m512d H = softmax8(K, zt, zt, pt, mx, &lse, &ni);
         __mmask8 nf = nonfinite(H);
         _mm512_mask_storeu_pd(ent + b, lm, H);
         __m512d L = _mm512_setzero_pd();
@@ -192,8 +215,14 @@ int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, do
         __mmask8 ni;
         gs_prefetch_rows(q, K, b, n);
         load_t(K, q + b * K, K, nl, zt);
-        for (size_t k = 0; k < K; k++) st(zt + 8 * k, _mm512_div_pd(ld(zt + 8 * k), a));
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
+        mx = _mm512_div_pd(ld(zt), a);
+        st(zt, mx);
+        for (size_t k = 1; k < K; k++) {
+            __m512d zk = _mm512_div_pd(ld(zt + 8 * k), a);
+            st(zt + 8 * k, zk);
+            mx = _mm512_max_pd(zk, mx);
+        }
+        __m512d H = softmax8(K, zt, zt, pt, mx, &lse, &ni);
         __m512d V = _mm512_mul_pd(a, _mm512_add_pd(mx, lse));
         /* A log_prob of -inf leaves H finite: test it too. */
         __mmask8 nf = nonfinite(H) | nonfinite(V) | ni;
@@ -326,8 +355,8 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
         gs_prefetch_rows(s->logits, K, b, r1);
         gs_prefetch_rows(s->q, M, b, r1);
         gs_prefetch_rows(s->actions, M, b, r1);
-        load_t(K, s->logits + b * K, K, nl, zt);
-        __m512d H = softmax8(K, zt, zt, pt, &mx, &lse, &ni);
+        mx = load_t_max(K, s->logits + b * K, K, nl, zt);
+        __m512d H = softmax8(K, zt, zt, pt, mx, &lse, &ni);
         __mmask8 nf = nonfinite(H);
         if (s->entropy) _mm512_mask_storeu_pd(s->entropy + b, lm, H);
         if (s->actions) {

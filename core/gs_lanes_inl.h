@@ -49,11 +49,51 @@ static inline void tr8(__m512d r[8]) {
     r[7] = _mm512_shuffle_f64x2(u3, u7, 0xdd);
 }
 
+/* 128-bit lane i of v (AVX-512F has the 32x4 form only). */
+#define lane128(v, i) _mm_castps_pd(_mm512_extractf32x4_ps(_mm512_castpd_ps(v), i))
+#define put128(v, x, i) \
+    _mm512_castps_pd(_mm512_insertf32x4(_mm512_castpd_ps(v), _mm_castpd_ps(x), i))
+
+/* A last block of one or two columns (K = 18 ends with two): rows 2i and
+ * 2i + 1 fill 128-bit lane i of two registers, and one unpack of the two
+ * makes each column; a third of tr8's shuffles, and only the columns that
+ * exist are stored. Its columns past K are left as they were. */
+static inline void load_t2(const double *src, size_t lds, size_t n, size_t nc, double *xt) {
+    __m128d p[8];
+#pragma GCC unroll 8
+    for (size_t l = 0; l < 8; l++)
+        p[l] = l >= n ? _mm_setzero_pd() : nc == 2 ? _mm_loadu_pd(src + l * lds) : _mm_load_sd(src + l * lds);
+    __m512d v0 = _mm512_castpd128_pd512(p[0]), v1 = _mm512_castpd128_pd512(p[1]);
+    v0 = put128(v0, p[2], 1), v1 = put128(v1, p[3], 1);
+    v0 = put128(v0, p[4], 2), v1 = put128(v1, p[5], 2);
+    v0 = put128(v0, p[6], 3), v1 = put128(v1, p[7], 3);
+    st(xt, _mm512_unpacklo_pd(v0, v1));
+    if (nc == 2) st(xt + 8, _mm512_unpackhi_pd(v0, v1));
+}
+
+/* The store of load_t2's block: dst[l * ldd + c] = xt[8 c + l], c < nc <= 2. */
+static inline void store_t2(const double *xt, double *dst, size_t ldd, size_t n, size_t nc) {
+    __m512d a = ld(xt), b = nc == 2 ? ld(xt + 8) : a;
+    __m512d v0 = _mm512_unpacklo_pd(a, b), v1 = _mm512_unpackhi_pd(a, b);
+    __m128d p[8] = {_mm512_castpd512_pd128(v0), _mm512_castpd512_pd128(v1), lane128(v0, 1),
+                    lane128(v1, 1), lane128(v0, 2), lane128(v1, 2), lane128(v0, 3), lane128(v1, 3)};
+#pragma GCC unroll 8
+    for (size_t l = 0; l < 8; l++)
+        if (l < n) {
+            if (nc == 2) _mm_storeu_pd(dst + l * ldd, p[l]);
+            else _mm_store_sd(dst + l * ldd, p[l]);
+        }
+}
+
 /* xt[8 k + l] = src[l * lds + k] for l < n, 0 for l >= n (k < K): eight
  * columns at a time, masked loads for the last ones (nothing is read past
  * a row or past row n - 1). */
 static inline void load_t(size_t K, const double *src, size_t lds, size_t n, double *xt) {
     for (size_t k0 = 0; k0 < K; k0 += 8) {
+        if (K - k0 <= 2) {
+            load_t2(src + k0, lds, n, K - k0, xt + 8 * k0);
+            break;
+        }
         __mmask8 cm = lane_mask(K - k0);
         __m512d r[8];
 #pragma GCC unroll 8
@@ -66,9 +106,40 @@ static inline void load_t(size_t K, const double *src, size_t lds, size_t n, dou
     }
 }
 
+/* load_t, returning mx = max(x_{K-1}, max(..., max(x_1, x_0))) lane by lane
+ * (a softmax's max: _mm512_max_pd keeps its second operand on ties, so the
+ * first of equal columns wins, as in the row loops), taken in registers. */
+static inline __m512d load_t_max(size_t K, const double *src, size_t lds, size_t n, double *xt) {
+    __m512d mx = _mm512_setzero_pd();
+    for (size_t k0 = 0; k0 < K; k0 += 8) {
+        size_t nc = K - k0 < 8 ? K - k0 : 8;
+        if (nc <= 2) {
+            load_t2(src + k0, lds, n, nc, xt + 8 * k0);
+            for (size_t c = 0; c < nc; c++) mx = k0 + c ? _mm512_max_pd(ld(xt + 8 * (k0 + c)), mx) : ld(xt);
+            break;
+        }
+        __mmask8 cm = lane_mask(nc);
+        __m512d r[8];
+#pragma GCC unroll 8
+        for (size_t l = 0; l < 8; l++)
+            r[l] = l < n ? _mm512_maskz_loadu_pd(cm, src + l * lds + k0) : _mm512_setzero_pd();
+        tr8(r);
+#pragma GCC unroll 8
+        for (size_t c = 0; c < 8; c++) {
+            st(xt + 8 * (k0 + c), r[c]);
+            if (c < nc) mx = k0 + c ? _mm512_max_pd(r[c], mx) : r[0];
+        }
+    }
+    return mx;
+}
+
 /* dst[l * ldd + k] = xt[8 k + l] for l < n (nothing else is written). */
 static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, size_t n) {
     for (size_t k0 = 0; k0 < K; k0 += 8) {
+        if (K - k0 <= 2) {
+            store_t2(xt + 8 * k0, dst + k0, ldd, n, K - k0);
+            break;
+        }
         __mmask8 cm = lane_mask(K - k0);
         __m512d r[8];
 #pragma GCC unroll 8

@@ -56,7 +56,7 @@ void gs_ws_free(gs_ws *w) {
 /* ---- categorical ---------------------------------------------------------- */
 
 double gs_cat_row(const double *z, size_t K, double *logp, double *p) {
-    return gs_vm_cat(K, z, logp, p);
+    return gs_vm_cat(K, z, logp, p, NULL, NULL);
 }
 
 /* ---- continuous ----------------------------------------------------------- */

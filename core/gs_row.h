@@ -38,7 +38,8 @@ int gs_ws_init(gs_ws *w, const gs_dist *d, size_t M);
 void gs_ws_free(gs_ws *w);
 
 /* Categorical row: logp = z - logsumexp(z) (max subtracted first), p =
- * exp(logp). Returns the entropy -sum p log p, in which p = 0 adds 0. */
+ * exp(logp). Returns the entropy -sum p log p, in which p = 0 adds 0
+ * (gs_vm_cat). */
 double gs_cat_row(const double *z, size_t K, double *logp, double *p);
 
 /* Continuous row b: fills sigma, rho, c, s, logs from the parameters. */

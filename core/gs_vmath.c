@@ -77,30 +77,33 @@ void gs_vm_box_muller(size_t n, const double *u1, const double *u2, double *r, d
 }
 
 /* The SSE2 softmax row: sums left to right. */
-static double cat_sse2(size_t K, const double *z, double *logp, double *p) {
+static double cat_sse2(size_t K, const double *z, double *logp, double *p, double *xo, double *co) {
     double mx = z[0];
     for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
     for (size_t k = 0; k < K; k++) logp[k] = z[k] - mx;
+    if (xo) memcpy(xo, logp, K * sizeof *xo);
     exp_sse2(K, logp, p);
     /* The max term contributes exp(0) = 1, so sum >= 1 and its log is
-     * finite: logits of +-1e4 cannot overflow. */
-    double sum = 0.0;
-    for (size_t k = 0; k < K; k++) sum += p[k];
-    double lse = log(sum), h = 0.0;
+     * finite: logits of +-1e4 cannot overflow. An x of -inf (the logits'
+     * spread overflowed) has p = 0 and adds 0: 0 log 0 = 0 (MATH.md §2). */
+    double sum = 0.0, t = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        sum += p[k];
+        t += logp[k] == -INFINITY ? 0.0 : p[k] * logp[k];
+    }
+    double lse = log(sum), c = (1.0 / sum) * t;
     for (size_t k = 0; k < K; k++) {
         logp[k] -= lse;
         p[k] /= sum;
-        /* p = 0 adds 0: 0 log 0 = 0 (MATH.md §2), also where the logits'
-         * spread overflowed and logp is -inf. */
-        h -= logp[k] == -INFINITY ? 0.0 : p[k] * logp[k];
     }
-    return h;
+    if (co) *co = c;
+    return lse - c;
 }
 
-double gs_vm_cat(size_t K, const double *z, double *logp, double *p) {
-    if (have_avx512()) return gs_vm_cat_avx512(K, z, logp, p);
-    if (have_avx2()) return gs_vm_cat_avx2(K, z, logp, p);
-    return cat_sse2(K, z, logp, p);
+double gs_vm_cat(size_t K, const double *z, double *logp, double *p, double *x, double *c) {
+    if (have_avx512()) return gs_vm_cat_avx512(K, z, logp, p, x, c);
+    if (have_avx2()) return gs_vm_cat_avx2(K, z, logp, p, x, c);
+    return cat_sse2(K, z, logp, p, x, c);
 }
 
 /* Without AVX-512: the same arithmetic as tanh8 in gs_vmath_avx512.c, pass

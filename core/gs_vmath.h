@@ -24,12 +24,13 @@ void gs_vm_log1p(size_t n, const double *x, double *y);
 void gs_vm_box_muller(size_t n, const double *u1, const double *u2, double *r,
                       double *s, double *c);
 
-/* The softmax of one categorical row z[0..K): logp = z - logsumexp(z) (max
- * subtracted first), p = exp(logp) (as exp(z - max) / sum); returns the
- * entropy -sum p log p, in which p = 0 adds 0. Sums run in an order fixed by
- * K and the instruction set, never by where the row lies in memory. z may be
- * logp. */
-double gs_vm_cat(size_t K, const double *z, double *logp, double *p);
+/* The softmax of one categorical row z[0..K): x = z - max z, e = exp x,
+ * s = sum e, logp = x - log s, p = e / s; returns the entropy -sum p log p,
+ * computed as log s - c with c = sum p x (= (1 / s) sum e x, the mean of x
+ * under p: two terms >= 0, no cancellation), in which p = 0 adds 0. When
+ * not NULL, x gets x and *c gets c. Sums run in an order fixed by K and the
+ * instruction set, never by where the row lies in memory. z may be logp. */
+double gs_vm_cat(size_t K, const double *z, double *logp, double *p, double *x, double *c);
 
 /* The tanh quantities of u[0..n) without cancellation, for a = |u| and
  * em = expm1(-2a), q = 2 + em (in (1, 2]):

@@ -65,7 +65,7 @@ static inline double hmax4(__m256d v) {
 /* The softmax row of gs_vm_cat, four logits at a time; sums in four lanes
  * folded by hsum4, an order fixed by K alone. The tail is loaded and stored
  * under a mask and its padding lanes are kept out of every max and sum. */
-double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p) {
+double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p, double *xo, double *co) {
     size_t nf = K & ~(size_t)3;
     __m256i tm = _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(K - nf)),
                                     _mm256_setr_epi64x(0, 1, 2, 3));
@@ -75,45 +75,43 @@ double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p) {
     if (nf < K)
         vmax = _mm256_max_pd(vmax, _mm256_blendv_pd(ninf, _mm256_maskload_pd(z + nf, tm), tmd));
     __m256d mx = _mm256_set1_pd(hmax4(vmax));
-    /* z is read before logp is written: the two may be the same array. */
-    __m256d acc = _mm256_setzero_pd();
+    /* z is read before logp is written: the two may be the same array.
+     * t sums e x; an x of -inf (the logits' spread overflowed) has e = 0
+     * and its product is masked: 0 log 0 = 0 (MATH.md §2). */
+    __m256d acc = _mm256_setzero_pd(), ta = _mm256_setzero_pd();
     for (size_t i = 0; i < nf; i += 4) {
         __m256d x = _mm256_sub_pd(_mm256_loadu_pd(z + i), mx);
         __m256d e = Sleef_expd4_u10avx2(x);
         _mm256_storeu_pd(logp + i, x);
+        if (xo) _mm256_storeu_pd(xo + i, x);
         _mm256_storeu_pd(p + i, e);
         acc = _mm256_add_pd(acc, e);
+        __m256d fin = _mm256_cmp_pd(x, ninf, _CMP_NEQ_UQ);
+        ta = _mm256_add_pd(ta, _mm256_and_pd(_mm256_mul_pd(e, x), fin));
     }
     if (nf < K) {
         __m256d x = _mm256_and_pd(_mm256_sub_pd(_mm256_maskload_pd(z + nf, tm), mx), tmd);
         __m256d e = Sleef_expd4_u10avx2(x);
         _mm256_maskstore_pd(logp + nf, tm, x);
+        if (xo) _mm256_maskstore_pd(xo + nf, tm, x);
         _mm256_maskstore_pd(p + nf, tm, e);
         acc = _mm256_add_pd(acc, _mm256_and_pd(e, tmd));
+        __m256d fin = _mm256_and_pd(_mm256_cmp_pd(x, ninf, _CMP_NEQ_UQ), tmd);
+        ta = _mm256_add_pd(ta, _mm256_and_pd(_mm256_mul_pd(e, x), fin));
     }
     /* The max term contributes exp(0) = 1: sum >= 1, its log finite. */
-    double sum = hsum4(acc);
-    __m256d lse = _mm256_set1_pd(log(sum)), r = _mm256_set1_pd(1.0 / sum);
-    __m256d h = _mm256_setzero_pd();
-    /* p = 0 adds 0: 0 log 0 = 0 (MATH.md §2), also where the logits'
-     * spread overflowed and logp is -inf (the product is masked there). */
+    double sum = hsum4(acc), lsum = log(sum), rs = 1.0 / sum, c = rs * hsum4(ta);
+    __m256d lse = _mm256_set1_pd(lsum), r = _mm256_set1_pd(rs);
     for (size_t i = 0; i < nf; i += 4) {
-        __m256d l = _mm256_sub_pd(_mm256_loadu_pd(logp + i), lse);
-        __m256d q = _mm256_mul_pd(_mm256_loadu_pd(p + i), r);
-        _mm256_storeu_pd(logp + i, l);
-        _mm256_storeu_pd(p + i, q);
-        __m256d fin = _mm256_cmp_pd(l, ninf, _CMP_NEQ_UQ);
-        h = _mm256_add_pd(h, _mm256_and_pd(_mm256_mul_pd(q, l), fin));
+        _mm256_storeu_pd(logp + i, _mm256_sub_pd(_mm256_loadu_pd(logp + i), lse));
+        _mm256_storeu_pd(p + i, _mm256_mul_pd(_mm256_loadu_pd(p + i), r));
     }
     if (nf < K) {
-        __m256d l = _mm256_sub_pd(_mm256_maskload_pd(logp + nf, tm), lse);
-        __m256d q = _mm256_mul_pd(_mm256_maskload_pd(p + nf, tm), r);
-        _mm256_maskstore_pd(logp + nf, tm, l);
-        _mm256_maskstore_pd(p + nf, tm, q);
-        __m256d fin = _mm256_and_pd(_mm256_cmp_pd(l, ninf, _CMP_NEQ_UQ), tmd);
-        h = _mm256_add_pd(h, _mm256_and_pd(_mm256_mul_pd(q, l), fin));
+        _mm256_maskstore_pd(logp + nf, tm, _mm256_sub_pd(_mm256_maskload_pd(logp + nf, tm), lse));
+        _mm256_maskstore_pd(p + nf, tm, _mm256_mul_pd(_mm256_maskload_pd(p + nf, tm), r));
     }
-    return 0.0 - hsum4(h); /* an entropy of 0 is +0, as the other paths give */
+    if (co) *co = c;
+    return lsum - c;
 }
 #else
 #error "gs_vmath_avx2.c must be compiled with -mavx2 -mfma"

@@ -59,7 +59,7 @@ void gs_vm_log_avx2(size_t n, const double *x, double *y);
 void gs_vm_log1p_avx2(size_t n, const double *x, double *y);
 void gs_vm_box_muller_avx2(size_t n, const double *u1, const double *u2, double *r,
                            double *s, double *c);
-double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p);
+double gs_vm_cat_avx2(size_t K, const double *z, double *logp, double *p, double *x, double *c);
 
 /* Defined in gs_vmath_avx512.c (compiled with -mavx512f); call only on a
  * CPU with AVX-512F (and AVX2 and FMA). */
@@ -70,7 +70,7 @@ void gs_vm_log1p_avx512(size_t n, const double *x, double *y);
 void gs_vm_box_muller_avx512(size_t n, const double *u1, const double *u2, double *r,
                              double *s, double *c);
 /* In gs_lanes_avx512.c: one row of its lane softmax. */
-double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p);
+double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p, double *x, double *c);
 void gs_vm_tanh_parts_avx512(size_t n, const double *u, double *t, double *omt2,
                              double *l1mt2);
 /* The column sweeps of gs_reduce_terms (gs_row.c),
