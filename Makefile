@@ -50,7 +50,7 @@ APILIB     := $(BUILD)/libgsapi.a
 SERVER     := $(BUILD)/gradserve
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit run bench bench-core bench-service clean format image image-test
+.PHONY: all deps test test-torch unit run bench bench-core bench-service clean format image image-test
 all: $(LIB) $(if $(SERVER_SRC),$(SERVER))
 
 # On a fresh machine the first build installs the Debian packages it needs.
@@ -167,6 +167,10 @@ $(BUILD)/bench/parse_floor: $(BUILD)/bench/parse_floor.o $(BUILD)/api/api_arena.
 
 bench-core: $(BUILD)/bench/bench_core
 	sh bench/bench-core.sh $(BUILD)/bench/bench_core
+
+# Every endpoint over HTTP against PyTorch float64 autograd (installs python3-torch as root).
+test-torch: $(SERVER)
+	sh tests/torch-check.sh $(SERVER)
 
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
