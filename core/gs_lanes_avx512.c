@@ -53,6 +53,19 @@ static inline __m512d sums8(size_t K, const double *zt, double *xt, double *et, 
     return t;
 }
 
+/* sums8, then only p = e r over et (in place), lse = log s and H = lse -
+ * r t: for kernels that need log p = x - lse at a few columns only (the
+ * sampled ones), which they take from xt; the same bits as softmax8. */
+static inline __m512d probs8(size_t K, const double *zt, double *xt, double *pt, __m512d mx,
+                             __m512d *lseo, __mmask8 *ninfo) {
+    __m512d s, t;
+    sums8(K, zt, xt, pt, mx, &s, &t, ninfo);
+    __m512d lse = Sleef_logd8_u10avx512f(s), r = _mm512_div_pd(_mm512_set1_pd(1.0), s);
+    for (size_t k = 0; k < K; k++) st(pt + 8 * k, _mm512_mul_pd(ld(pt + 8 * k), r));
+    *lseo = lse;
+    return _mm512_sub_pd(lse, _mm512_mul_pd(r, t));
+}
+
 /* The softmax of gs_vm_cat_avx512, lane by lane: sums8, lse = log s, r =
  * 1 / s, c = r t, logp = x - lse, p = e r, H = lse - c. zt may be lt.
  * Returns H; *lseo gets lse, *ninfo the lanes with a logp of -inf. */
@@ -253,17 +266,33 @@ static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *k
     for (size_t m = 0; m < M; m++) W = _mm512_add_pd(W, ld(wt + 8 * m));
     __m512d wbar = _mm512_div_pd(W, fM);
     for (size_t m = 0; m < M; m++) st(dt + 8 * m, _mm512_sub_pd(ld(wt + 8 * m), wbar));
-    for (size_t j = 0; j < K; j++) st(ks + 8 * j, zero), st(nn + 8 * j, zero), st(qd + 8 * j, zero);
-    /* Each sample adds to the column it drew: lanes write distinct slots,
-     * so plain scalar read-modify-writes (faster here than gather/scatter). */
-    for (size_t m = 0; m < M; m++)
+    /* Each sample adds w and d^2 to the column it drew, and 1 to its
+     * count: lanes write distinct slots, so plain read-modify-writes
+     * (faster here than gather/scatter), the pair (w, d^2) as one 128-bit
+     * one into kq, where slot (j, l) is kq[16 j + 2 l] (ks) and the next
+     * double (qd); the suffix blocks hold kq until it is split below. */
+    double *kq = sks;
+    for (size_t j = 0; j < K; j++)
+        st(kq + 16 * j, zero), st(kq + 16 * j + 8, zero), st(nn + 8 * j, zero);
+    for (size_t m = 0; m < M; m++) {
+        __m512d w = ld(wt + 8 * m), d = ld(dt + 8 * m), d2 = _mm512_mul_pd(d, d);
+        __m512d lo = _mm512_unpacklo_pd(w, d2), hi = _mm512_unpackhi_pd(w, d2);
+        __m128d pr[8] = {_mm512_castpd512_pd128(lo), _mm512_castpd512_pd128(hi), lane128(lo, 1),
+                         lane128(hi, 1), lane128(lo, 2), lane128(hi, 2), lane128(lo, 3), lane128(hi, 3)};
+#pragma GCC unroll 8
         for (size_t l = 0; l < 8; l++) {
-            size_t i = 8 * (size_t)kt[8 * m + l] + l;
-            double d = dt[8 * m + l];
-            ks[i] += wt[8 * m + l];
-            nn[i] += 1.0;
-            qd[i] += d * d;
+            size_t j = (size_t)kt[8 * m + l];
+            double *q = kq + 16 * j + 2 * l;
+            _mm_storeu_pd(q, _mm_add_pd(_mm_loadu_pd(q), pr[l]));
+            nn[8 * j + l] += 1.0;
         }
+    }
+    const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    for (size_t j = 0; j < K; j++) {
+        __m512d a = ld(kq + 16 * j), c = ld(kq + 16 * j + 8);
+        st(ks + 8 * j, _mm512_permutex2var_pd(a, ev, c));
+        st(qd + 8 * j, _mm512_permutex2var_pd(a, od, c));
+    }
     /* Suffix sums (columns after j) of ks, sd = ks - n wbar, qd and p. */
     __m512d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
     for (size_t j = K; j-- > 0;) {
@@ -356,7 +385,8 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
         gs_prefetch_rows(s->q, M, b, r1);
         gs_prefetch_rows(s->actions, M, b, r1);
         mx = load_t_max(K, s->logits + b * K, K, nl, zt);
-        __m512d H = softmax8(K, zt, zt, pt, mx, &lse, &ni);
+        /* zt gets x = z - max z: log p_k = x_k - lse where it is needed. */
+        __m512d H = probs8(K, zt, zt, pt, mx, &lse, &ni);
         __mmask8 nf = nonfinite(H);
         if (s->entropy) _mm512_mask_storeu_pd(s->entropy + b, lm, H);
         if (s->actions) {
@@ -377,24 +407,39 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
                 __mmask8 pos = _mm512_cmp_pd_mask(p, zero, _CMP_NLE_UQ);
                 last = _mm512_mask_mov_epi64(last, pos, _mm512_set1_epi64((long long)k));
             }
-            for (size_t m = 0; m < M; m++) {
-                __m512d u = _mm512_mul_pd(ld(ut + 8 * m), c);
-                __m512i cnt = _mm512_setzero_si512();
+            /* Eight samples at a time in registers, the cdf read once
+             * per eight (ut is padded to a multiple of eight samples: the
+             * padding's counts are never stored). */
+            for (size_t m0 = 0; m0 < M; m0 += 8) {
+                __m512d u[8];
+                __m512i cnt[8];
+#pragma GCC unroll 8
+                for (size_t j = 0; j < 8; j++)
+                    u[j] = _mm512_mul_pd(ld(ut + 8 * (m0 + j)), c), cnt[j] = _mm512_setzero_si512();
                 for (size_t k = 0; k < K; k++) {
-                    __mmask8 le = _mm512_cmp_pd_mask(ld(gt + 8 * k), u, _CMP_LE_OQ);
-                    cnt = _mm512_mask_add_epi64(cnt, le, cnt, _mm512_set1_epi64(1));
+                    __m512d ck = ld(gt + 8 * k);
+#pragma GCC unroll 8
+                    for (size_t j = 0; j < 8; j++)
+                        cnt[j] = _mm512_mask_add_epi64(cnt[j], _mm512_cmp_pd_mask(ck, u[j], _CMP_LE_OQ),
+                                                       cnt[j], _mm512_set1_epi64(1));
                 }
-                __mmask8 in = _mm512_cmp_pd_mask(u, c, _CMP_LT_OQ);
-                _mm512_storeu_si512(kt + 8 * m, _mm512_mask_mov_epi64(last, in, cnt));
+                size_t nm = M - m0 < 8 ? M - m0 : 8;
+#pragma GCC unroll 8
+                for (size_t j = 0; j < 8; j++)
+                    if (j < nm) {
+                        __mmask8 in = _mm512_cmp_pd_mask(u[j], c, _CMP_LT_OQ);
+                        _mm512_storeu_si512(kt + 8 * (m0 + j), _mm512_mask_mov_epi64(last, in, cnt[j]));
+                    }
             }
         }
-        /* v_m: log p_{k_m} picked from each lane's own column (padding
-         * lanes read action 0 of their zeros) by scalar loads into ut,
-         * free once the draws are made: 7 % faster here than 16 gathers. */
+        /* v_m: log p_{k_m} = x_{k_m} - lse, x picked from each lane's own
+         * column (padding lanes read action 0 of their zeros) by scalar
+         * loads into ut, free once the draws are made: 7 % faster here
+         * than 16 gathers. */
         if (s->q) load_t(M, s->q + b * M, M, nl, vt);
         for (size_t i = 0; i < 8 * M; i++) ut[i] = zt[8 * kt[i] + (i & 7)];
         for (size_t m = 0; m < M; m++) {
-            __m512d lp = ld(ut + 8 * m);
+            __m512d lp = _mm512_sub_pd(ld(ut + 8 * m), lse);
             st(vt + 8 * m, s->q ? _mm512_sub_pd(_mm512_mul_pd(a, lp), ld(vt + 8 * m))
                                 : _mm512_castsi512_pd(_mm512_xor_si512(
                                       _mm512_castpd_si512(lp), sign)));
