@@ -87,35 +87,19 @@ static inline void store_t2(const double *xt, double *dst, size_t ldd, size_t n,
 
 /* xt[8 k + l] = src[l * lds + k] for l < n, 0 for l >= n (k < K): eight
  * columns at a time, masked loads for the last ones (nothing is read past
- * a row or past row n - 1). */
-static inline void load_t(size_t K, const double *src, size_t lds, size_t n, double *xt) {
-    for (size_t k0 = 0; k0 < K; k0 += 8) {
-        if (K - k0 <= 2) {
-            load_t2(src + k0, lds, n, K - k0, xt + 8 * k0);
-            break;
-        }
-        __mmask8 cm = lane_mask(K - k0);
-        __m512d r[8];
-#pragma GCC unroll 8
-        for (size_t l = 0; l < 8; l++)
-            r[l] = l < n ? _mm512_maskz_loadu_pd(cm, src + l * lds + k0) : _mm512_setzero_pd();
-        tr8(r);
-        /* Blocks are padded to a multiple of eight columns (kpad). */
-#pragma GCC unroll 8
-        for (size_t c = 0; c < 8; c++) st(xt + 8 * (k0 + c), r[c]);
-    }
-}
-
-/* load_t, returning mx = max(x_{K-1}, max(..., max(x_1, x_0))) lane by lane
- * (a softmax's max: _mm512_max_pd keeps its second operand on ties, so the
- * first of equal columns wins, as in the row loops), taken in registers. */
-static inline __m512d load_t_max(size_t K, const double *src, size_t lds, size_t n, double *xt) {
+ * a row or past row n - 1). With want_max, returns mx = max(x_{K-1}, max(...,
+ * max(x_1, x_0))) lane by lane, taken in registers (a softmax's max:
+ * _mm512_max_pd keeps its second operand on ties, so the first of equal
+ * columns wins, as in the row loops); else 0. */
+static inline __m512d load_t_(size_t K, const double *src, size_t lds, size_t n, double *xt,
+                              int want_max) {
     __m512d mx = _mm512_setzero_pd();
     for (size_t k0 = 0; k0 < K; k0 += 8) {
         size_t nc = K - k0 < 8 ? K - k0 : 8;
         if (nc <= 2) {
             load_t2(src + k0, lds, n, nc, xt + 8 * k0);
-            for (size_t c = 0; c < nc; c++) mx = k0 + c ? _mm512_max_pd(ld(xt + 8 * (k0 + c)), mx) : ld(xt);
+            for (size_t c = 0; want_max && c < nc; c++)
+                mx = k0 + c ? _mm512_max_pd(ld(xt + 8 * (k0 + c)), mx) : ld(xt);
             break;
         }
         __mmask8 cm = lane_mask(nc);
@@ -124,13 +108,22 @@ static inline __m512d load_t_max(size_t K, const double *src, size_t lds, size_t
         for (size_t l = 0; l < 8; l++)
             r[l] = l < n ? _mm512_maskz_loadu_pd(cm, src + l * lds + k0) : _mm512_setzero_pd();
         tr8(r);
+        /* Blocks are padded to a multiple of eight columns (kpad). */
 #pragma GCC unroll 8
         for (size_t c = 0; c < 8; c++) {
             st(xt + 8 * (k0 + c), r[c]);
-            if (c < nc) mx = k0 + c ? _mm512_max_pd(r[c], mx) : r[0];
+            if (want_max && c < nc) mx = k0 + c ? _mm512_max_pd(r[c], mx) : r[0];
         }
     }
     return mx;
+}
+
+static inline void load_t(size_t K, const double *src, size_t lds, size_t n, double *xt) {
+    (void)load_t_(K, src, lds, n, xt, 0);
+}
+
+static inline __m512d load_t_max(size_t K, const double *src, size_t lds, size_t n, double *xt) {
+    return load_t_(K, src, lds, n, xt, 1);
 }
 
 /* dst[l * ldd + k] = xt[8 k + l] for l < n (nothing else is written). */

@@ -528,6 +528,16 @@ def path(dist, P, eps):
     return a, g - log1mt2(u).sum(-1) - float(np.log(dist.s).sum())
 
 
+def points(dist, eps):
+    """The draws x = f(eps) as the server returns them (clipped into [low, high]) and their
+    log-densities, as numpy arrays, at the distribution's own parameters."""
+    x, lp = path(dist, dist.forward(dist.leaves()), eps)
+    x = x.detach().numpy()
+    if dist.low is not None:
+        x = np.clip(x, dist.low, dist.high)
+    return x, lp.detach().numpy()
+
+
 def lp_eps_fixed(dist, P, eps):
     """ℓ_θ(x) with the draw x = f(ε) held fixed, where x came from the noise ε (MATH.md §4-§5a: u = μ + σε
     straight from the noise).  zz stands for (u - μ)/σ: its value is ε and its derivatives are those of
@@ -799,12 +809,8 @@ def check_reparam(rng):
                 return t
 
             g, se = mc(d, T, M)
-            P0 = d.forward(d.leaves())
-            x, lp = path(d, P0, eps)
-            x = x.detach().numpy()
-            if d.low is not None:
-                x = np.clip(x, d.low, d.high)
-            exp = {"x": x, "log_prob": lp.detach().numpy(), "grad": g}
+            x, lp = points(d, eps)
+            exp = {"x": x, "log_prob": lp, "grad": g}
             if M >= 2:
                 exp["stderr"] = {"grad": se}
             body = {"distribution": d.json(single), "grad_x": enc(gx, single)}
@@ -1050,12 +1056,7 @@ def check_continuous_actor(rng):
                     return alpha * lp - (torch.tensor(dq) * a).sum(-1)
 
                 g, se = mc(d, T, M)
-                P0 = d.forward(d.leaves())
-                a, lp = path(d, P0, eps)
-                a = a.detach().numpy()
-                if d.low is not None:
-                    a = np.clip(a, d.low, d.high)
-                lp = lp.detach().numpy()
+                a, lp = points(d, eps)
                 H = -lp.mean(1)
                 exp = {"entropy": H, "log_prob": lp, "actions": a, "grad": g}
                 if with_q:
