@@ -323,22 +323,26 @@ static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *k
         if (set) {
             __m512d sT = _mm512_add_pd(a1, ld(ssd + 8 * j)), qT = _mm512_add_pd(a2, ld(sqd + 8 * j));
             __m512d nT = _mm512_sub_pd(fM, n), c = _mm512_mul_pd(k, iM), e0 = _mm512_mul_pd(Tw, iM);
-            __mmask8 hs = _mm512_cmp_pd_mask(n, zero, _CMP_GT_OQ);
-            __mmask8 ht = _mm512_cmp_pd_mask(nT, zero, _CMP_GT_OQ);
-            __m512d n1 = _mm512_mask_mov_pd(one, hs, n), t1 = _mm512_mask_mov_pd(one, ht, nT);
-            __m512d rS, rT;
+            __m512d muS, muT;
             if (M <= 16) {
-                /* 1 / n for a count n in [1, 16]: a lookup, not a division. */
-                __m512i iS = _mm512_cvtepi32_epi64(_mm512_cvttpd_epi32(_mm512_sub_pd(n1, one)));
-                __m512i iT = _mm512_cvtepi32_epi64(_mm512_cvttpd_epi32(_mm512_sub_pd(t1, one)));
-                rS = _mm512_permutex2var_pd(rlo, iS, rhi);
-                rT = _mm512_permutex2var_pd(rlo, iT, rhi);
+                /* 1 / n for a count n in [1, 16]: a lookup, not a division.
+                 * n + (2^52 - 1) is exact and its low bits are n - 1, the
+                 * index permutex2var reads (bits 0-3). A count of 0 reads
+                 * 1/16, but then sd (or sT) is +0 (sums of nothing, and of
+                 * +0 columns), so mu is +0, as the row loop's 0 is. */
+                const __m512d bias = _mm512_set1_pd(0x1p52 - 1.0);
+                __m512d rS = _mm512_permutex2var_pd(rlo, _mm512_castpd_si512(_mm512_add_pd(n, bias)), rhi);
+                __m512d rT = _mm512_permutex2var_pd(rlo, _mm512_castpd_si512(_mm512_add_pd(nT, bias)), rhi);
+                muS = _mm512_mul_pd(sd, rS);
+                muT = _mm512_mul_pd(sT, rT);
             } else {
-                rS = _mm512_div_pd(one, n1);
-                rT = _mm512_div_pd(one, t1);
+                __mmask8 hs = _mm512_cmp_pd_mask(n, zero, _CMP_GT_OQ);
+                __mmask8 ht = _mm512_cmp_pd_mask(nT, zero, _CMP_GT_OQ);
+                __m512d rS = _mm512_div_pd(one, _mm512_mask_mov_pd(one, hs, n));
+                __m512d rT = _mm512_div_pd(one, _mm512_mask_mov_pd(one, ht, nT));
+                muS = _mm512_maskz_mul_pd(hs, sd, rS);
+                muT = _mm512_maskz_mul_pd(ht, sT, rT);
             }
-            __m512d muS = _mm512_maskz_mul_pd(hs, sd, rS);
-            __m512d muT = _mm512_maskz_mul_pd(ht, sT, rT);
             __m512d xS = _mm512_add_pd(_mm512_mul_pd(q, muS), e0);
             __m512d xT = _mm512_add_pd(_mm512_mul_pd(p, muT), c);
             __m512d vS = _mm512_max_pd(_mm512_sub_pd(q2, _mm512_mul_pd(sd, muS)), zero);

@@ -722,7 +722,7 @@ END_TEST
  * lane path (no terms) bit-identical to the row path (terms), and the
  * actions drawn the ones gs_sample draws. */
 
-enum { LB = 21, LK = 19, LM = 16 };
+enum { LB = 21, LK = 19, LM = 24 }; /* LM > 16: the lanes' division path */
 static const size_t LSPLITS[][2] = {{0, 5}, {5, 13}, {13, 14}, {14, 21}};
 static const size_t LKS[] = {1, 3, 8, 9, 18, 19};
 
@@ -806,8 +806,8 @@ START_TEST(lanes_categorical) {
             }
             z[10 * k] = z0, z[10 * k + 1] = z1;
         }
-        static const size_t MS[] = {1, 2, 5, LM};
-        for (size_t im = 0; im < 4; im++)
+        static const size_t MS[] = {1, 2, 5, 16, LM};
+        for (size_t im = 0; im < sizeof MS / sizeof *MS; im++)
             for (int bl = 0; bl < 2; bl++) {
                 size_t M = MS[im];
                 gs_baseline base = bl ? GS_BASELINE_NONE : GS_BASELINE_LOO;

@@ -821,7 +821,7 @@ END_TEST
  * ranges that cut lane groups anywhere (and with each row alone); bit
  * equality of the lane path (no terms) with the row path (terms). */
 
-enum { LB = 21, LK = 19, LM = 16 };
+enum { LB = 21, LK = 19, LM = 24 }; /* LM > 16: the lanes' division path */
 static const size_t LSPLITS[][2] = {{0, 5}, {5, 13}, {13, 14}, {14, 21}};
 static const size_t LKS[] = {1, 3, 8, 9, 18, 19};
 
@@ -890,8 +890,8 @@ START_TEST(lanes_discrete) {
         for (size_t b = 0; b < LB; b++) ck_assert_int_eq(gs_sac_discrete(&jc, b, b + 1, NULL), 0);
         same_discrete(&a, &c, k, 0);
         /* sampled: lanes (no terms) against rows (terms), and splits */
-        static const size_t MS[] = {1, 2, 5, LM};
-        for (size_t im = 0; im < 4; im++)
+        static const size_t MS[] = {1, 2, 5, 16, LM};
+        for (size_t im = 0; im < sizeof MS / sizeof *MS; im++)
             for (int bl = 0; bl < 2; bl++) {
                 size_t M = MS[im];
                 gs_baseline base = bl ? GS_BASELINE_NONE : GS_BASELINE_LOO;
