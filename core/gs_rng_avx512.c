@@ -31,14 +31,20 @@ static inline void philox8(__m512i c[4], uint32_t k0, uint32_t k1) {
 }
 
 /* u53 of words (hi, lo), as gs_rng.c's: bits = (hi:lo) >> 11 < 2^53 is
- * converted exactly as (bits >> 32) 2^32 + (bits & 0xffffffff), two exact
- * 32-bit conversions (AVX-512F has no 64-bit one), then (bits + 0.5) 2^-53
- * rounds as the scalar expression does. */
+ * converted exactly as (bits >> 32) 2^32 + (bits & 0xffffffff), each half
+ * by the magic number 2^52 (an integer below 2^52 in the mantissa of 2^52,
+ * minus 2^52, is that integer exactly: AVX-512F has no 64-bit conversion,
+ * and its 32-bit ones cross lanes, 2 % slower here), then (bits + 0.5)
+ * 2^-53 rounds as the scalar expression does. */
 static inline __m512d u53x8(__m512i hi, __m512i lo) {
     lo = _mm512_and_si512(lo, _mm512_set1_epi64(0xffffffff)); /* philox8's garbage */
     __m512i bits = _mm512_srli_epi64(_mm512_or_si512(_mm512_slli_epi64(hi, 32), lo), 11);
-    __m512d h = _mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(_mm512_srli_epi64(bits, 32)));
-    __m512d l = _mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(bits));
+    const __m512i magic = _mm512_set1_epi64(0x4330000000000000);
+    const __m512d two52 = _mm512_set1_pd(0x1p52);
+    __m512d h = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64(bits, 32), magic)), two52);
+    __m512d l = _mm512_sub_pd(
+        _mm512_castsi512_pd(_mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi64(0xffffffff)), magic)),
+        two52);
     __m512d d = _mm512_add_pd(_mm512_mul_pd(h, _mm512_set1_pd(0x1p32)), l);
     return _mm512_mul_pd(_mm512_add_pd(d, _mm512_set1_pd(0.5)), _mm512_set1_pd(0x1p-53));
 }
