@@ -401,7 +401,7 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
              * left to right, last = the last action with !(p <= 0), the
              * draw counts cdf_i <= u total (or is last when u total is not
              * below the total). */
-            gs_rng_uniforms_lanes_avx512(s->key, b, 0, M, ut);
+            gs_rng_uniforms_lanes_avx512(s->key, b, 0, M, ut, 0);
             __m512i last = _mm512_setzero_si512();
             __m512d c = zero;
             for (size_t k = 0; k < K; k++) {

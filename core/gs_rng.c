@@ -42,9 +42,9 @@ static inline void block(const gs_rng *rng, uint64_t row, uint32_t m,
 }
 
 double gs_rng_uniform(const gs_rng *rng, uint64_t row, uint32_t m) {
-    uint32_t w[4];
-    block(rng, row, m, 0, w);
-    return u53(w[0], w[1]);
+    uint32_t w[4], h = 2 * (m & 1);
+    block(rng, row, m >> 1, 0, w);
+    return u53(w[h], w[h + 1]);
 }
 
 size_t gs_rng_normals_scratch(size_t count, size_t d) {
@@ -129,7 +129,7 @@ size_t gs_rng_cat_draw(double u, const double *cdf, size_t k, size_t last) {
 void gs_rng_uniforms(const gs_rng *rng, uint64_t row, uint32_t m0,
                      size_t count, double *u) {
     if (gs_vm_have_avx512()) {
-        gs_rng_uniforms_avx512(rng->key, row, m0, 1, count, u, NULL);
+        gs_rng_uniforms_lanes_avx512(rng->key, row, m0, count, u, 1);
         return;
     }
     for (size_t i = 0; i < count; i++) u[i] = gs_rng_uniform(rng, row, m0 + (uint32_t)i);

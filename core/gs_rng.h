@@ -11,9 +11,11 @@
  *     key     = (seed & 0xffffffff, seed >> 32)
  *     counter = (j, m, row & 0xffffffff, row >> 32)
  *
- * where m is the Monte Carlo sample and j the block within that sample. The
- * numbers of (seed, row, m) therefore depend on nothing else: not on the batch
- * size, the thread count or how a batch is split. The state is only the key;
+ * where m is the Monte Carlo sample and j the block within that sample (a
+ * categorical draw, one uniform, takes half a block: samples 2i and 2i + 1
+ * share counter (0, i, row)). The numbers of (seed, row, m) therefore depend
+ * on nothing else: not on the batch size, the thread count or how a batch is
+ * split. The state is only the key;
  * it is immutable, so one gs_rng may be shared by any number of threads. */
 typedef struct {
     uint32_t key[2];
@@ -29,8 +31,10 @@ void gs_rng_init(gs_rng *rng, uint64_t seed);
 void gs_rng_philox(const uint32_t ctr[4], const uint32_t key[2],
                    uint32_t out[4]);
 
-/* A uniform double in (0, 1) with 53 random bits, from block j = 0 of
- * (row, m): u = (bits53 + 0.5) * 2^-53, so neither 0 nor 1 is ever drawn. */
+/* A uniform double in (0, 1) with 53 random bits, from the block of counter
+ * (0, m >> 1, row): words 0-1 for an even m, 2-3 for an odd one (a block
+ * serves two samples); u = (bits53 + 0.5) * 2^-53, so neither 0 nor 1 is
+ * ever drawn. */
 double gs_rng_uniform(const gs_rng *rng, uint64_t row, uint32_t m);
 
 /* Fills out[m * d + i] for m in [0, count) and i in [0, d) with standard

@@ -119,28 +119,52 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
     }
 }
 /* u[8 (m - m0) + l] = the uniform of (row0 + l, m) for m in [m0, m0 + count),
- * l in [0, 8): block j = 0 of each, one row per lane (the layout of
- * gs_lanes_avx512.c); bit-identical to gs_rng_uniform. */
+ * l in [0, 8): counter (0, m >> 1, row) gives samples 2i (words 0-1) and
+ * 2i + 1 (words 2-3), one row per lane (the layout of gs_lanes_avx512.c);
+ * bit-identical to gs_rng_uniform. With one_row, the eight lanes are eight
+ * consecutive blocks of row0 instead and u[m - m0] gets the uniforms
+ * packed (gs_rng_uniforms). Two sets of blocks per step (philox8x2). */
 void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t m0,
-                                  size_t count, double *u) {
-    uint64_t lo[8], hi[8];
+                                  size_t count, double *u, int one_row) {
+    if (!count) return;
+    uint64_t lo[8], hi[8], bl[8];
     for (int l = 0; l < 8; l++) {
-        uint64_t r = row0 + (uint64_t)l;
-        lo[l] = (uint32_t)r, hi[l] = (uint32_t)(r >> 32);
+        uint64_t r = row0 + (uint64_t)(one_row ? 0 : l);
+        lo[l] = (uint32_t)r, hi[l] = (uint32_t)(r >> 32), bl[l] = one_row ? (uint64_t)l : 0;
     }
-    const __m512i r0 = _mm512_loadu_si512(lo), r1 = _mm512_loadu_si512(hi);
-    size_t i = 0;
-    for (; i + 2 <= count; i += 2) {
-        __m512i c[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i)), r0, r1};
-        __m512i d[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i + 1)), r0, r1};
+    const __m512i r0 = _mm512_loadu_si512(lo), r1 = _mm512_loadu_si512(hi), lanes = _mm512_loadu_si512(bl);
+    /* Blocks b0 .. b1 hold samples 2 b0 .. 2 b1 + 1, a superset of m0 ..
+     * m0 + count - 1; a step makes blocks (b, b + s) (s = 1 in lanes, 8
+     * for one row, whose lanes run along the blocks). */
+    uint64_t b0 = m0 >> 1, b1 = ((uint64_t)m0 + count - 1) >> 1, s = one_row ? 8 : 1;
+    uint64_t end = (uint64_t)m0 + count;
+    for (uint64_t b = b0; b <= b1; b += 2 * s) {
+        __m512i c[4] = {_mm512_setzero_si512(), _mm512_add_epi64(_mm512_set1_epi64((long long)b), lanes), r0, r1};
+        __m512i d[4] = {_mm512_setzero_si512(), _mm512_add_epi64(_mm512_set1_epi64((long long)(b + s)), lanes), r0, r1};
         philox8x2(c, d, key[0], key[1]);
-        _mm512_storeu_pd(u + 8 * i, u53x8(c[0], c[1]));
-        _mm512_storeu_pd(u + 8 * i + 8, u53x8(d[0], d[1]));
-    }
-    for (; i < count; i++) {
-        __m512i c[4] = {_mm512_setzero_si512(), _mm512_set1_epi64((uint32_t)(m0 + (uint32_t)i)), r0, r1};
-        philox8(c, key[0], key[1]);
-        _mm512_storeu_pd(u + 8 * i, u53x8(c[0], c[1]));
+        __m512d v[4] = {u53x8(c[0], c[1]), u53x8(c[2], c[3]), u53x8(d[0], d[1]), u53x8(d[2], d[3])};
+        if (!one_row) {
+            /* v[k] is sample 2 b + k of every lane. */
+            for (uint64_t k = 0; k < 4; k++) {
+                uint64_t m = 2 * b + k;
+                if (m >= m0 && m < end) _mm512_storeu_pd(u + 8 * (m - m0), v[k]);
+            }
+            continue;
+        }
+        /* Lane l of v[0] / v[1] is sample 2 (b + l) / 2 (b + l) + 1; of v[2]
+         * / v[3], 2 (b + 8 + l) / + 1: interleaved, 32 consecutive samples. */
+        double t[32] __attribute__((aligned(64)));
+        _mm512_store_pd(t, _mm512_unpacklo_pd(v[0], v[1]));
+        _mm512_store_pd(t + 8, _mm512_unpackhi_pd(v[0], v[1]));
+        _mm512_store_pd(t + 16, _mm512_unpacklo_pd(v[2], v[3]));
+        _mm512_store_pd(t + 24, _mm512_unpackhi_pd(v[2], v[3]));
+        /* unpacklo/hi interleave within 128-bit lanes: t[0..7] holds blocks
+         * 0, 2, 4, 6 (two samples each), t[8..15] blocks 1, 3, 5, 7. */
+        for (uint64_t k = 0; k < 32; k++) {
+            uint64_t set = k >> 4, q = k & 15, blk = 2 * ((q & 7) >> 1) + (q >> 3), h = q & 1;
+            uint64_t m = 2 * (b + 8 * set + blk) + h;
+            if (m >= m0 && m < end) u[m - m0] = t[k];
+        }
     }
 }
 

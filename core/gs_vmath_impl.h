@@ -110,9 +110,11 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
                             size_t nb, size_t count, double *u1, double *u2);
 
 /* u[8 (m - m0) + l] = gs_rng_uniform of (row0 + l, m), m in [m0, m0 +
- * count), l in [0, 8): one row per lane, bit for bit (gs_rng_avx512.c). */
+ * count), l in [0, 8): one row per lane, bit for bit (gs_rng_avx512.c).
+ * With one_row, u[m - m0] = gs_rng_uniform of (row0, m) instead (lane 0's
+ * uniforms, packed: gs_rng_uniforms of a single row). */
 void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t m0,
-                                  size_t count, double *u);
+                                  size_t count, double *u, int one_row);
 /* eps[8 (m D + i) + l] = normal i of sample m of row row0 + l, m < M, i <
  * D: gs_rng_normals' draws one row per lane, bit for bit (gs_rng_avx512.c). */
 void gs_rng_normals_lanes_avx512(const uint32_t key[2], uint64_t row0, size_t M, size_t D,
