@@ -25,8 +25,8 @@ static inline __mmask8 neg_inf(__m512d l) {
  * lanes with an x of -inf. Then r = 1 / s, c = r t (the mean of x under p)
  * and the entropy is H = log s - c, two terms >= 0 (t <= 0): no
  * cancellation. */
-static inline __m512d sums8(size_t K, const double *zt, double *xt, double *et, __m512d mx,
-                            __m512d *so, __m512d *to, __mmask8 *ninfo) {
+static inline void sums8(size_t K, const double *zt, double *xt, double *et, __m512d mx,
+                         __m512d *so, __m512d *to, __mmask8 *ninfo) {
     __m512d s = _mm512_setzero_pd(), t = _mm512_setzero_pd();
     for (size_t k = 0; k < K; k++) {
         __m512d x = _mm512_sub_pd(ld(zt + 8 * k), mx), e = Sleef_expd8_u10avx512f(x);
@@ -50,7 +50,6 @@ static inline __m512d sums8(size_t K, const double *zt, double *xt, double *et, 
     *so = s;
     *to = t;
     *ninfo = ni;
-    return t;
 }
 
 /* sums8, then only p = e r over et (in place), lse = log s and H = lse -

@@ -151,19 +151,15 @@ void gs_rng_uniforms_lanes_avx512(const uint32_t key[2], uint64_t row0, uint32_t
             }
             continue;
         }
-        /* Lane l of v[0] / v[1] is sample 2 (b + l) / 2 (b + l) + 1; of v[2]
-         * / v[3], 2 (b + 8 + l) / + 1: interleaved, 32 consecutive samples. */
+        /* Lane l of v[0] and v[1] is block b + l's two samples, of v[2]
+         * and v[3] block b + 8 + l's: sample m is in v[2 (i >> 3) + (m & 1)],
+         * lane i & 7, with i = (m >> 1) - b. */
         double t[32] __attribute__((aligned(64)));
-        _mm512_store_pd(t, _mm512_unpacklo_pd(v[0], v[1]));
-        _mm512_store_pd(t + 8, _mm512_unpackhi_pd(v[0], v[1]));
-        _mm512_store_pd(t + 16, _mm512_unpacklo_pd(v[2], v[3]));
-        _mm512_store_pd(t + 24, _mm512_unpackhi_pd(v[2], v[3]));
-        /* unpacklo/hi interleave within 128-bit lanes: t[0..7] holds blocks
-         * 0, 2, 4, 6 (two samples each), t[8..15] blocks 1, 3, 5, 7. */
-        for (uint64_t k = 0; k < 32; k++) {
-            uint64_t set = k >> 4, q = k & 15, blk = 2 * ((q & 7) >> 1) + (q >> 3), h = q & 1;
-            uint64_t m = 2 * (b + 8 * set + blk) + h;
-            if (m >= m0 && m < end) u[m - m0] = t[k];
+        for (int k = 0; k < 4; k++) _mm512_store_pd(t + 8 * k, v[k]);
+        uint64_t lo_m = 2 * b > m0 ? 2 * b : m0, hi_m = 2 * (b + 16) < end ? 2 * (b + 16) : end;
+        for (uint64_t m = lo_m; m < hi_m; m++) {
+            uint64_t i = (m >> 1) - b;
+            u[m - m0] = t[8 * (2 * (i >> 3) + (m & 1)) + (i & 7)];
         }
     }
 }
