@@ -107,7 +107,7 @@ size_t gs_lanes_log_prob_scratch(size_t D, size_t M) { return 8 * (5 * kpad(D) +
 
 /* Lane blocks of one group (8 x kpad(n) doubles each). */
 typedef struct {
-    double *eps, *in, *x, *g0, *g1, *lp, *qv, *mu, *sg, *s0, *s1, *l1;
+    double *eps, *in, *x, *g0, *g1, *lp, *qv, *mu, *sg, *s0, *s1;
 } cont_blocks;
 
 static cont_blocks cont_layout(size_t D, size_t M, double *p) {
@@ -117,13 +117,13 @@ static cont_blocks cont_layout(size_t D, size_t M, double *p) {
     for (size_t i = 0; i < sizeof big / sizeof *big; i++, p += L) *big[i] = p;
     c.lp = p, p += Mb;
     c.qv = p, p += Mb;
-    double **dims[] = {&c.mu, &c.sg, &c.s0, &c.s1, &c.l1};
+    double **dims[] = {&c.mu, &c.sg, &c.s0, &c.s1};
     for (size_t i = 0; i < sizeof dims / sizeof *dims; i++, p += Db) *dims[i] = p;
     return c;
 }
 
 size_t gs_lanes_cont_scratch(size_t D, size_t M) {
-    return 8 * (5 * kpad(M * D) + 2 * kpad(M) + 5 * kpad(D));
+    return 8 * (5 * kpad(M * D) + 2 * kpad(M) + 4 * kpad(D));
 }
 
 /* Mean and (when se) the standard error of v[8 m stride] over m < M, lane
@@ -225,7 +225,7 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
             if (tanh_) {
                 /* The entropy's terms do not use 1 - t^2. */
                 tanh8(u, &t, k->kind == GS_LC_ENTROPY ? NULL : &omt2, &l1);
-                st(c.l1 + 8 * i, l1);
+                l = _mm512_sub_pd(l, l1);
             }
             if (k->x) {
                 __m512d x = u;
@@ -262,8 +262,6 @@ int gs_lanes_cont_avx512(const gs_lanes_cont *k, size_t b, size_t n, double *scr
             st(c.g0 + 8 * j, g0);
             st(c.g1 + 8 * j, g1);
         }
-        if (tanh_)
-            for (size_t i = 0; i < D; i++) l = _mm512_sub_pd(l, ld(c.l1 + 8 * i));
         __m512d v = _mm512_add_pd(l, base);
         nf |= nonfinite(v);
         st(c.lp + 8 * m, v);

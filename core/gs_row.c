@@ -219,12 +219,17 @@ void gs_cont_finish(const gs_dist *d, gs_ws *w) {
     for (size_t i = 0; i < D; i++) base -= w->rho[i] + HALF_LOG_2PI;
     if (d->type == GS_TANH_NORMAL)
         for (size_t i = 0; i < D; i++) base -= w->logs[i];
+    /* l = 0 - 0.5 e_0 e_0 [- log(1 - t_0^2)] - 0.5 e_1 e_1 ..., coordinate
+     * by coordinate (the lanes, gs_lanes_cont_avx512.c, add each term as
+     * they make it). */
+    int tanh_ = d->type == GS_TANH_NORMAL;
     for (size_t m = 0; m < w->M; m++) {
         const double *e = w->eps + m * D;
         double l = 0.0;
-        for (size_t i = 0; i < D; i++) l -= 0.5 * e[i] * e[i];
-        if (d->type == GS_TANH_NORMAL)
-            for (size_t i = 0; i < D; i++) l -= w->l1mt2[m * D + i];
+        for (size_t i = 0; i < D; i++) {
+            l -= 0.5 * e[i] * e[i];
+            if (tanh_) l -= w->l1mt2[m * D + i];
+        }
         w->lp[m] = l + base;
     }
 }
