@@ -126,6 +126,14 @@ size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpa
  * -inf (a spread of logits that overflows, 1e308 and -1e308) has e = 0 and
  * adds 0 to t and to the gradient (0 log 0 = 0, MATH.md §2). The row
  * loop (gs_estim.c entropy_exact_row) computes the same bits. */
+/* Column k of the exact entropy's gradient: (e r) (c - x), 0 where x = -inf. */
+static inline __m512d grad8(const double *xt, const double *et, size_t k, __m512d r, __m512d c,
+                            __mmask8 ni) {
+    __m512d x = ld(xt + 8 * k);
+    __m512d g = _mm512_mul_pd(_mm512_mul_pd(ld(et + 8 * k), r), _mm512_sub_pd(c, x));
+    return ni ? _mm512_maskz_mov_pd(~neg_inf(x), g) : g;
+}
+
 int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
                                 int stream, double *scratch) {
     double *xt = scratch, *et = xt + 8 * kpad(K);
@@ -147,14 +155,29 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
          * or infinite logit makes x, s, t and H NaN. */
         __mmask8 lm = lane_mask(nl), nf = nonfinite(H);
         _mm512_mask_storeu_pd(h + b, lm, H);
-        for (size_t k = 0; k < K; k++) {
-            __m512d x = ld(xt + 8 * k);
-            __m512d g = _mm512_mul_pd(_mm512_mul_pd(ld(et + 8 * k), r), _mm512_sub_pd(c, x));
-            if (ni) g = _mm512_maskz_mov_pd(~neg_inf(x), g);
-            st(xt + 8 * k, g);
-        }
         bad |= nf & lm;
-        store_rows(K, xt, grad + b * K, nl, nt);
+        if (nt && nl == 8) {
+            for (size_t k = 0; k < K; k++) st(xt + 8 * k, grad8(xt, et, k, r, c, ni));
+            store_rows(K, xt, grad + b * K, nl, nt);
+            continue;
+        }
+        /* Not streaming: eight columns at a time from registers to the
+         * rows (store_t's transposes, without the round trip through xt). */
+        double *gb = grad + b * K;
+        for (size_t k0 = 0; k0 < K; k0 += 8) {
+            size_t nc = K - k0 < 8 ? K - k0 : 8;
+            if (nc <= 2) {
+                for (size_t k = k0; k < K; k++) st(xt + 8 * k, grad8(xt, et, k, r, c, ni));
+                store_t2(xt + 8 * k0, gb + k0, K, nl, nc);
+                break;
+            }
+            __m512d v[8];
+#pragma GCC unroll 8
+            for (size_t j = 0; j < 8; j++) v[j] = j < nc ? grad8(xt, et, k0 + j, r, c, ni) : _mm512_setzero_pd();
+            tr8(v);
+            __mmask8 cm = lane_mask(nc);
+            for (size_t l = 0; l < nl; l++) _mm512_mask_storeu_pd(gb + l * K + k0, cm, v[l]);
+        }
     }
     if (nt) gs_stream_fence();
     return bad != 0;
