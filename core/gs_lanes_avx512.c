@@ -52,9 +52,10 @@ static inline void sums8(size_t K, const double *zt, double *xt, double *et, __m
     *ninfo = ni;
 }
 
-/* sums8, then only p = e r over et (in place), lse = log s and H = lse -
- * r t: for kernels that need log p = x - lse at a few columns only (the
- * sampled ones), which they take from xt; the same bits as softmax8. */
+/* sums8, then p = e r over et (in place), lse = log s and H = lse - r t
+ * (the max term contributes exp(0) = 1: s >= 1 and its log is finite).
+ * The sampled kernels need log p = x - lse at a few columns only and take
+ * it from xt; softmax8 forms it everywhere. */
 static inline __m512d probs8(size_t K, const double *zt, double *xt, double *pt, __m512d mx,
                              __m512d *lseo, __mmask8 *ninfo) {
     __m512d s, t;
@@ -65,21 +66,14 @@ static inline __m512d probs8(size_t K, const double *zt, double *xt, double *pt,
     return _mm512_sub_pd(lse, _mm512_mul_pd(r, t));
 }
 
-/* The softmax of gs_vm_cat_avx512, lane by lane: sums8, lse = log s, r =
- * 1 / s, c = r t, logp = x - lse, p = e r, H = lse - c. zt may be lt.
- * Returns H; *lseo gets lse, *ninfo the lanes with a logp of -inf. */
+/* The softmax of gs_vm_cat_avx512, lane by lane: probs8, then logp = x -
+ * lse in lt. zt may be lt. Returns H; *lseo gets lse, *ninfo the lanes
+ * with a logp of -inf. */
 static inline __m512d softmax8(size_t K, const double *zt, double *lt, double *pt, __m512d mx,
                                __m512d *lseo, __mmask8 *ninfo) {
-    __m512d s, t;
-    sums8(K, zt, lt, pt, mx, &s, &t, ninfo);
-    /* The max term contributes exp(0) = 1: s >= 1 and its log is finite. */
-    __m512d lse = Sleef_logd8_u10avx512f(s), r = _mm512_div_pd(_mm512_set1_pd(1.0), s);
-    for (size_t k = 0; k < K; k++) {
-        st(lt + 8 * k, _mm512_sub_pd(ld(lt + 8 * k), lse));
-        st(pt + 8 * k, _mm512_mul_pd(ld(pt + 8 * k), r));
-    }
-    *lseo = lse;
-    return _mm512_sub_pd(lse, _mm512_mul_pd(r, t));
+    __m512d H = probs8(K, zt, lt, pt, mx, lseo, ninfo);
+    for (size_t k = 0; k < K; k++) st(lt + 8 * k, _mm512_sub_pd(ld(lt + 8 * k), *lseo));
+    return H;
 }
 
 /* One row of the same arithmetic, for gs_cat_row on AVX-512: the softmax of
@@ -117,6 +111,14 @@ size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpa
 
 /* ---- exact entropy ------------------------------------------------------------ */
 
+/* Column k of the exact entropy's gradient: (e r) (c - x), 0 where x = -inf. */
+static inline __m512d grad8(const double *xt, const double *et, size_t k, __m512d r, __m512d c,
+                            __mmask8 ni) {
+    __m512d x = ld(xt + 8 * k);
+    __m512d g = _mm512_mul_pd(_mm512_mul_pd(ld(et + 8 * k), r), _mm512_sub_pd(c, x));
+    return ni ? _mm512_maskz_mov_pd(~neg_inf(x), g) : g;
+}
+
 /* h[b] = H of row b of z (n rows of K), grad[b K + j] = dH/dz_j, in one
  * pass over the row after the sums (log p itself is never formed):
  * x = z - max z, e = exp x, s = e_0 + e_1 + ..., t = e_0 x_0 + e_1 x_1 +
@@ -126,14 +128,6 @@ size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpa
  * -inf (a spread of logits that overflows, 1e308 and -1e308) has e = 0 and
  * adds 0 to t and to the gradient (0 log 0 = 0, MATH.md §2). The row
  * loop (gs_estim.c entropy_exact_row) computes the same bits. */
-/* Column k of the exact entropy's gradient: (e r) (c - x), 0 where x = -inf. */
-static inline __m512d grad8(const double *xt, const double *et, size_t k, __m512d r, __m512d c,
-                            __mmask8 ni) {
-    __m512d x = ld(xt + 8 * k);
-    __m512d g = _mm512_mul_pd(_mm512_mul_pd(ld(et + 8 * k), r), _mm512_sub_pd(c, x));
-    return ni ? _mm512_maskz_mov_pd(~neg_inf(x), g) : g;
-}
-
 int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, double *grad,
                                 int stream, double *scratch) {
     double *xt = scratch, *et = xt + 8 * kpad(K);
@@ -174,9 +168,7 @@ int gs_lanes_entropy_cat_avx512(size_t K, const double *z, size_t n, double *h, 
             __m512d v[8];
 #pragma GCC unroll 8
             for (size_t j = 0; j < 8; j++) v[j] = j < nc ? grad8(xt, et, k0 + j, r, c, ni) : _mm512_setzero_pd();
-            tr8(v);
-            __mmask8 cm = lane_mask(nc);
-            for (size_t l = 0; l < nl; l++) _mm512_mask_storeu_pd(gb + l * K + k0, cm, v[l]);
+            store_cols8(v, gb + k0, K, nl, lane_mask(nc));
         }
     }
     if (nt) gs_stream_fence();

@@ -126,6 +126,18 @@ static inline __m512d load_t_max(size_t K, const double *src, size_t lds, size_t
     return load_t_(K, src, lds, n, xt, 1);
 }
 
+/* Eight columns r[c] (lane l = row l) to rows: dst[l * ldd + c] = lane l
+ * of r[c] for l < n and the columns in cm (r is transposed in place). */
+static inline void store_cols8(__m512d r[8], double *dst, size_t ldd, size_t n, __mmask8 cm) {
+    tr8(r);
+    if (n == 8) {
+#pragma GCC unroll 8
+        for (size_t l = 0; l < 8; l++) _mm512_mask_storeu_pd(dst + l * ldd, cm, r[l]);
+    } else {
+        for (size_t l = 0; l < n; l++) _mm512_mask_storeu_pd(dst + l * ldd, cm, r[l]);
+    }
+}
+
 /* dst[l * ldd + k] = xt[8 k + l] for l < n (nothing else is written). */
 static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, size_t n) {
     for (size_t k0 = 0; k0 < K; k0 += 8) {
@@ -133,17 +145,10 @@ static inline void store_t(size_t K, const double *xt, double *dst, size_t ldd, 
             store_t2(xt + 8 * k0, dst + k0, ldd, n, K - k0);
             break;
         }
-        __mmask8 cm = lane_mask(K - k0);
         __m512d r[8];
 #pragma GCC unroll 8
         for (size_t c = 0; c < 8; c++) r[c] = ld(xt + 8 * (k0 + c));
-        tr8(r);
-        if (n == 8) {
-#pragma GCC unroll 8
-            for (size_t l = 0; l < 8; l++) _mm512_mask_storeu_pd(dst + l * ldd + k0, cm, r[l]);
-        } else {
-            for (size_t l = 0; l < n; l++) _mm512_mask_storeu_pd(dst + l * ldd + k0, cm, r[l]);
-        }
+        store_cols8(r, dst + k0, ldd, n, lane_mask(K - k0));
     }
 }
 
