@@ -100,10 +100,8 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
         philox8x2(c, d, key[0], key[1]);
         _mm512_storeu_pd(u1 + i, u53x8(c[0], c[1]));
         _mm512_storeu_pd(u1 + i + 8, u53x8(d[0], d[1]));
-        if (u2) {
-            _mm512_storeu_pd(u2 + i, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
-            _mm512_storeu_pd(u2 + i + 8, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(d[2], d[3])));
-        }
+        _mm512_storeu_pd(u2 + i, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
+        _mm512_storeu_pd(u2 + i + 8, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(d[2], d[3])));
     }
     for (; i < np; i += 8) {
         __m512i c[4] = {jv, _mm512_and_si512(mv, _mm512_set1_epi64(0xffffffff)), r0, r1};
@@ -115,7 +113,7 @@ void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
         philox8(c, key[0], key[1]);
         __mmask8 k = np - i >= 8 ? 0xff : (__mmask8)((1u << (np - i)) - 1u);
         _mm512_mask_storeu_pd(u1 + i, k, u53x8(c[0], c[1]));
-        if (u2) _mm512_mask_storeu_pd(u2 + i, k, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
+        _mm512_mask_storeu_pd(u2 + i, k, _mm512_mul_pd(_mm512_set1_pd(2.0), u53x8(c[2], c[3])));
     }
 }
 /* u[8 (m - m0) + l] = the uniform of (row0 + l, m) for m in [m0, m0 + count),

@@ -104,7 +104,7 @@ int gs_vm_have_avx512(void);
 
 /* Defined in gs_rng_avx512.c (compiled with -mavx512f): the uniforms of
  * gs_rng_normals' blocks (j, m) for m in [m0, m0 + count), j in [0, nb):
- * u1[i] = u53(words 0-1), u2[i] = 2 u53(words 2-3) (u2 may be NULL), with
+ * u1[i] = u53(words 0-1), u2[i] = 2 u53(words 2-3), with
  * i = (m - m0) nb + j; bit-identical to the scalar Philox path. */
 void gs_rng_uniforms_avx512(const uint32_t key[2], uint64_t row, uint32_t m0,
                             size_t nb, size_t count, double *u1, double *u2);
