@@ -722,9 +722,11 @@ END_TEST
  * lane path (no terms) bit-identical to the row path (terms), and the
  * actions drawn the ones gs_sample draws. */
 
-enum { LB = 21, LK = 19, LM = 24 }; /* LM > 16: the lanes' division path */
+enum { LB = 21, LK = 33, LM = 24 }; /* LM > 16: the lanes' division path */
 static const size_t LSPLITS[][2] = {{0, 5}, {5, 13}, {13, 14}, {14, 21}};
-static const size_t LKS[] = {1, 3, 8, 9, 18, 19};
+/* 17, 27: log p picked from the third and fourth vectors of a row; 33: too
+ * many columns to pick from registers (the lanes then gather). */
+static const size_t LKS[] = {1, 3, 8, 9, 17, 18, 19, 27, 33};
 
 typedef struct {
     double h[LB], sh[LB], g[LB * LK], sg[LB * LK], t[LB * LM * LK];

@@ -821,9 +821,11 @@ END_TEST
  * ranges that cut lane groups anywhere (and with each row alone); bit
  * equality of the lane path (no terms) with the row path (terms). */
 
-enum { LB = 21, LK = 19, LM = 24 }; /* LM > 16: the lanes' division path */
+enum { LB = 21, LK = 33, LM = 24 }; /* LM > 16: the lanes' division path */
 static const size_t LSPLITS[][2] = {{0, 5}, {5, 13}, {13, 14}, {14, 21}};
-static const size_t LKS[] = {1, 3, 8, 9, 18, 19};
+/* 17, 27: columns picked from the third and fourth vectors; 33: too many
+ * to pick from registers (the lanes then gather). */
+static const size_t LKS[] = {1, 3, 8, 9, 17, 18, 19, 27, 33};
 
 /* Logits and Q values of LB rows of k columns; rows 3 and 11 extreme. */
 static void lane_inputs(size_t k, double *z, double *q, double *qm, int64_t *act) {
