@@ -309,24 +309,22 @@ static inline void pick_v8(size_t K, size_t M, const double *z, const int64_t *k
 static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *kt, size_t ksm,
                           size_t ksl, const double *wt, double *gt, double *set, double *work) {
     size_t Kp = kpad(K);
-    double *ks = work, *nn = ks + 8 * Kp, *qd = nn + 8 * Kp, *sks = qd + 8 * Kp,
-           *ssd = sks + 8 * Kp, *sqd = ssd + 8 * Kp, *sp = sqd + 8 * Kp;
-    double *dt = sp + 8 * Kp;
+    double *kq = work, *nn = kq + 16 * Kp, *sks = nn + 8 * Kp, *ssd = sks + 8 * Kp,
+           *sqd = ssd + 8 * Kp, *sp = sqd + 8 * Kp;
     __m512d fM = _mm512_set1_pd((double)M), zero = _mm512_setzero_pd();
     __m512d W = zero;
     for (size_t m = 0; m < M; m++) W = _mm512_add_pd(W, ld(wt + 8 * m));
     __m512d wbar = _mm512_div_pd(W, fM);
-    for (size_t m = 0; m < M; m++) st(dt + 8 * m, _mm512_sub_pd(ld(wt + 8 * m), wbar));
-    /* Each sample adds w and d^2 to the column it drew, and 1 to its
-     * count: lanes write distinct slots, so plain read-modify-writes
-     * (faster here than gather/scatter), the pair (w, d^2) as one 128-bit
-     * one into kq, where slot (j, l) is kq[16 j + 2 l] (ks) and the next
-     * double (qd); the suffix blocks hold kq until it is split below. */
-    double *kq = sks;
+    /* Each sample adds w and d^2 (d = w - wbar) to the column it drew, and
+     * 1 to its count: lanes write distinct slots, so plain
+     * read-modify-writes (faster here than gather/scatter), the pair (w,
+     * d^2) as one 128-bit one into kq, where slot (j, l) is kq[16 j + 2 l]
+     * (ks, the sum of w) and the next double (qd, of d^2). The two passes
+     * below split ks and qd out of kq in registers. */
     for (size_t j = 0; j < K; j++)
         st(kq + 16 * j, zero), st(kq + 16 * j + 8, zero), st(nn + 8 * j, zero);
     for (size_t m = 0; m < M; m++) {
-        __m512d w = ld(wt + 8 * m), d = ld(dt + 8 * m), d2 = _mm512_mul_pd(d, d);
+        __m512d w = ld(wt + 8 * m), d = _mm512_sub_pd(w, wbar), d2 = _mm512_mul_pd(d, d);
         __m512d lo = _mm512_unpacklo_pd(w, d2), hi = _mm512_unpackhi_pd(w, d2);
         __m128d pr[8] = {_mm512_castpd512_pd128(lo), _mm512_castpd512_pd128(hi), lane128(lo, 1),
                          lane128(hi, 1), lane128(lo, 2), lane128(hi, 2), lane128(lo, 3), lane128(hi, 3)};
@@ -339,11 +337,8 @@ static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *k
         }
     }
     const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
-    for (size_t j = 0; j < K; j++) {
-        __m512d a = ld(kq + 16 * j), c = ld(kq + 16 * j + 8);
-        st(ks + 8 * j, _mm512_permutex2var_pd(a, ev, c));
-        st(qd + 8 * j, _mm512_permutex2var_pd(a, od, c));
-    }
+#define KS(j) _mm512_permutex2var_pd(ld(kq + 16 * (j)), ev, ld(kq + 16 * (j) + 8))
+#define QD(j) _mm512_permutex2var_pd(ld(kq + 16 * (j)), od, ld(kq + 16 * (j) + 8))
     /* Suffix sums (columns after j) of ks, sd = ks - n wbar, qd and p. */
     __m512d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
     for (size_t j = K; j-- > 0;) {
@@ -351,10 +346,10 @@ static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *k
         st(ssd + 8 * j, a1);
         st(sqd + 8 * j, a2);
         st(sp + 8 * j, a3);
-        __m512d k = ld(ks + 8 * j);
+        __m512d k = KS(j);
         a0 = _mm512_add_pd(a0, k);
         a1 = _mm512_add_pd(a1, _mm512_sub_pd(k, _mm512_mul_pd(ld(nn + 8 * j), wbar)));
-        a2 = _mm512_add_pd(a2, ld(qd + 8 * j));
+        a2 = _mm512_add_pd(a2, QD(j));
         a3 = _mm512_add_pd(a3, ld(pt + 8 * j));
     }
     /* Multiplications by 1 / M and 1 / ((M - 1) M), and 1 / n_S, 1 / n_T
@@ -367,8 +362,8 @@ static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *k
     __m512d one = _mm512_set1_pd(1.0);
     a0 = a1 = a2 = a3 = zero;
     for (size_t j = 0; j < K; j++) {
-        __m512d p = ld(pt + 8 * j), k = ld(ks + 8 * j), n = ld(nn + 8 * j);
-        __m512d sd = _mm512_sub_pd(k, _mm512_mul_pd(n, wbar)), q2 = ld(qd + 8 * j);
+        __m512d p = ld(pt + 8 * j), k = KS(j), n = ld(nn + 8 * j);
+        __m512d sd = _mm512_sub_pd(k, _mm512_mul_pd(n, wbar)), q2 = QD(j);
         __m512d Tw = _mm512_add_pd(a0, ld(sks + 8 * j)), q = _mm512_add_pd(a3, ld(sp + 8 * j));
         st(gt + 8 * j, _mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(q, k), _mm512_mul_pd(p, Tw)), iM));
         if (set) {
@@ -410,6 +405,8 @@ static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *k
         a0 = _mm512_add_pd(a0, k);
         a3 = _mm512_add_pd(a3, p);
     }
+#undef KS
+#undef QD
 }
 
 /* Sampled categorical estimators eight rows at a time: the softmax, the
