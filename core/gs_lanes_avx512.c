@@ -107,6 +107,9 @@ double gs_vm_cat_avx512(size_t K, const double *z, double *logp, double *p, doub
     return lse - c;
 }
 
+/* gs_lanes_score_avx512's blocks: zt, pt, gt, set (K), vt, wt, ut, kt (M),
+ * and work: score_reduce8's seven K blocks, which the entropy's pick_v8
+ * uses first for its 8 M values (hence one more M block). */
 size_t gs_lanes_scratch(size_t K, size_t M) { return 8 * (11 * kpad(K) + 5 * kpad(M)); }
 
 /* ---- exact entropy ------------------------------------------------------------ */
@@ -305,7 +308,7 @@ static inline void pick_v8(size_t K, size_t M, const double *z, const int64_t *k
  * of eight rows at once: the arithmetic of gs_cat_score_reduce (gs_row.c),
  * whose comment derives it, lane by lane; wt is M x 8, the column blocks
  * K x 8, and sample m of lane l drew kt[ksm m + ksl l] (ksm = 8, ksl = 1:
- * the lane layout; ksm = 1, ksl = M: rows). */
+ * the lane layout; ksm = 1, ksl = M: rows). work: 7 x 8 kpad(K) doubles. */
 static void score_reduce8(size_t K, size_t M, const double *pt, const int64_t *kt, size_t ksm,
                           size_t ksl, const double *wt, double *gt, double *set, double *work) {
     size_t Kp = kpad(K);
