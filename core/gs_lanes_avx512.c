@@ -508,10 +508,11 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
                 load_t(M, work, M, nl, vt);
             }
         }
-        /* K > 32: v_m with log p_{k_m} = x_{k_m} - lse, x picked from each
-         * lane's own column (padding lanes read action 0 of their zeros)
-         * by scalar loads into ut, free once the draws are made (7 %
-         * faster at K = 18 than 16 gathers; pick_v8 is 1.1-1.15x both). */
+        /* K > 32, too many columns for pick_v8: v_m with log p_{k_m} =
+         * x_{k_m} - lse, x picked from each lane's own column (padding
+         * lanes read action 0 of their zeros) by scalar loads into ut,
+         * free once the draws are made (7 % faster at K = 18 than 16
+         * gathers, and pick_v8 1.09-1.14x faster than this there). */
         if (!pick) {
             if (s->q) load_t(M, s->q + b * M, M, nl, vt);
             for (size_t i = 0; i < 8 * M; i++) ut[i] = zt[8 * kt[i] + (i & 7)];
