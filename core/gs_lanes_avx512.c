@@ -276,6 +276,14 @@ int gs_lanes_policy_avx512(size_t K, const double *q, double alpha, size_t n, do
  * log p = x - lse with lane l's mx and lse: probs8's bits. Then one
  * transpose of v makes the lane layout, where picking from it took 16
  * scalar loads and stores per row and SAC's actions and q a transpose each. */
+/* A sample's value from its log p: alpha lp - q with the critic's q (SAC),
+ * else -lp (the entropy; the sign flipped, as the row loop's -lp). */
+static inline __m512d sample_v8(__m512d lp, __m512d a, int has_q, __m512d q) {
+    return has_q ? _mm512_sub_pd(_mm512_mul_pd(a, lp), q)
+                 : _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(lp),
+                                                        _mm512_set1_epi64(INT64_MIN)));
+}
+
 static inline void pick_v8(size_t K, size_t M, const double *z, const int64_t *ka, const double *q,
                            __m512d a, __m512d mx, __m512d lse, size_t n, double *vr) {
     const __m512d zero = _mm512_setzero_pd();
@@ -296,10 +304,8 @@ static inline void pick_v8(size_t K, size_t M, const double *z, const int64_t *k
                                             _mm512_test_epi64_mask(k, _mm512_set1_epi64(16)),
                                             _mm512_permutex2var_pd(z2, k, z3));
             __m512d lp = _mm512_sub_pd(_mm512_sub_pd(zk, ml), ll);
-            __m512d v = q ? _mm512_sub_pd(_mm512_mul_pd(a, lp), _mm512_maskz_loadu_pd(mm, q + l * M + m0))
-                          : _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(lp),
-                                                                 _mm512_set1_epi64(INT64_MIN)));
-            _mm512_mask_storeu_pd(vr + l * M + m0, mm, v);
+            __m512d qv = q ? _mm512_maskz_loadu_pd(mm, q + l * M + m0) : zero;
+            _mm512_mask_storeu_pd(vr + l * M + m0, mm, sample_v8(lp, a, q != NULL, qv));
         }
     }
 }
@@ -429,7 +435,6 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
     int nt = stream_ok(s->stream, s->grad + r0 * K, K) &&
              (!s->se_grad || stream_ok(s->stream, s->se_grad + r0 * K, K));
     const __m512d a = _mm512_set1_pd(s->alpha);
-    const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ULL);
     __m512d fl = _mm512_set1_pd(M >= 2 ? (double)M / (double)(M - 1) : 1.0);
     int pick = K <= 32;
     for (size_t b = r0; b < r1; b += 8) {
@@ -518,9 +523,7 @@ int gs_lanes_score_avx512(const gs_lanes_score *s, size_t r0, size_t r1, double 
             for (size_t i = 0; i < 8 * M; i++) ut[i] = zt[8 * kt[i] + (i & 7)];
             for (size_t m = 0; m < M; m++) {
                 __m512d lp = _mm512_sub_pd(ld(ut + 8 * m), lse);
-                st(vt + 8 * m, s->q ? _mm512_sub_pd(_mm512_mul_pd(a, lp), ld(vt + 8 * m))
-                                    : _mm512_castsi512_pd(_mm512_xor_si512(
-                                          _mm512_castpd_si512(lp), sign)));
+                st(vt + 8 * m, sample_v8(lp, a, s->q != NULL, s->q ? ld(vt + 8 * m) : zero));
             }
         }
         __m512d sum = zero;
